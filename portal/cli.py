@@ -1,0 +1,28 @@
+"""``flask portal ...``: operator commands."""
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+portal_cli = AppGroup("portal", help="MCP Portal operator commands.")
+
+
+@portal_cli.command("check-config")
+def check_config():
+    """Print the settings in effect, secrets masked."""
+    from portal.config import describe
+
+    for line in describe(current_app):
+        click.echo(line)
+
+
+def init_app(app):
+    app.cli.add_command(portal_cli)
+
+
+def main():
+    """``mcp-portal``: the same commands without typing ``flask --app wsgi``."""
+    from flask.cli import FlaskGroup
+
+    from portal import create_app
+
+    FlaskGroup(create_app=create_app)(prog_name="mcp-portal")

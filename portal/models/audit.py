@@ -1,0 +1,43 @@
+"""The append-only audit trail and the head of its HMAC chain."""
+from sqlalchemy import BigInteger, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from portal.extensions import db
+from portal.models.base import UTCDateTime, utcnow
+
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+class AuditEvent(db.Model):
+    """One thing that happened. Rows are never updated; deletion only by ``audit prune``."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    created_at = mapped_column(UTCDateTime, default=utcnow, nullable=False, index=True)  # UTC
+    actor_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)  # no FK: survives deletion
+    actor_name: Mapped[str | None] = mapped_column(String(254), nullable=True)  # copied at the time
+    team_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    action: Mapped[str] = mapped_column(String(64), index=True)  # dotted, from portal.audit.Action
+    target_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    target_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    target_label: Mapped[str | None] = mapped_column(String(254), nullable=True)  # copied repr
+    provider: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    outcome: Mapped[str] = mapped_column(String(16), default="success")  # success | failure | denied
+    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    user_agent: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    details: Mapped[str] = mapped_column(Text, default="{}")  # canonical JSON, never a secret
+    prev_hash: Mapped[str] = mapped_column(String(64))  # chain: hash of the event before
+    hash: Mapped[str] = mapped_column(String(64))  # HMAC over prev_hash and this event's content
+
+
+class AuditChainHead(db.Model):
+    """Single row (id=1): the last event's id and hash, locked by each append."""
+
+    __tablename__ = "audit_chain_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_event_id: Mapped[int] = mapped_column(BigId, default=0)
+    last_hash: Mapped[str] = mapped_column(String(64))
+    updated_at = mapped_column(UTCDateTime, default=utcnow, nullable=False)

@@ -1,0 +1,10 @@
+"""Blueprints: thin views over the services in portal/."""
+
+
+def register_blueprints(app):
+    from portal.web import admin, auth, home, navigation
+
+    navigation.init_app(app)
+
+    for module in (auth, home, admin):
+        app.register_blueprint(module.bp)

@@ -1,0 +1,16 @@
+"""The top navigation, by role."""
+from flask_login import current_user
+
+MEMBER_LINKS = [("auth.account", "Account")]
+ADMIN_LINKS = [("admin.plugins", "Plugins")]
+
+
+def nav_links():
+    links = list(MEMBER_LINKS)
+    if current_user.is_authenticated and current_user.is_admin:
+        links += ADMIN_LINKS
+    return links
+
+
+def init_app(app):
+    app.jinja_env.globals["nav_links"] = nav_links
