@@ -12,6 +12,7 @@ def init_app(app):
     if proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=0, x_prefix=proxies)
     app.before_request(assign_request_id)
+    app.before_request(serialise_sqlite_writes)
     app.after_request(echo_request_id)
 
 
@@ -22,6 +23,18 @@ def assign_request_id():
         g.request_id = incoming
     else:
         g.request_id = secrets.token_hex(8)
+
+
+def serialise_sqlite_writes():
+    """On SQLite, a state-changing request takes the write lock when its transaction starts.
+
+    A deferred transaction that reads and then writes fails at once ("database is locked") if
+    another process wrote in between; taking the lock first makes it wait its turn instead.
+    """
+    from portal.extensions import db
+
+    if request.method in ("POST", "PUT", "PATCH", "DELETE") and db.engine.dialect.name == "sqlite":
+        db.session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
 
 
 def echo_request_id(response):
