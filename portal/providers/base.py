@@ -5,12 +5,16 @@ A plugin is a subclass of ``OAuthProvider`` published under the entry-point grou
 the provider; methods have working defaults for a standard OAuth 2.0 provider and are
 overridden only for quirks. ``docs/plugins.md`` documents every member with an example.
 """
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 CONTRACT_VERSION = 1
 REQUIRED_ATTRIBUTES = ("name", "title", "authorize_url", "token_url")
+SETTING_KEYS = ("client_id", "client_secret")
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,8 @@ class OAuthProvider(ABC):
     authorize_params: dict = {}
     #: How the client authenticates at the token endpoint: client_secret_basic or client_secret_post.
     token_endpoint_auth_method: str = "client_secret_basic"
-    #: Settings read from the environment or the admin page.
+    #: Settings read from the environment or the admin page (``SettingSpec``); empty means the
+    #: defaults from ``setting_specs()``: ``<NAME>_CLIENT_ID`` and ``<NAME>_CLIENT_SECRET``.
     settings: tuple = ()
     #: Short text shown as the provider's icon (an emoji or two letters).
     icon: str = "🔑"
@@ -58,7 +63,24 @@ class OAuthProvider(ABC):
         """True if the MCP server at ``url`` needs this provider's tokens."""
 
     def scope_string(self) -> str:
+        """The default scopes as one space-separated string, as OAuth sends them."""
         return " ".join(self.scopes)
+
+    def build_authorize_params(self) -> dict:
+        """Parameters this provider adds to every authorization request: ``scope`` plus
+        ``authorize_params``. The portal adds client_id, redirect_uri, state and PKCE itself."""
+        params = {"scope": self.scope_string()} if self.scopes else {}
+        params.update(self.authorize_params)
+        return params
+
+    def setting_specs(self) -> tuple:
+        """The settings this provider reads: ``settings``, or client id and secret from
+        ``<NAME>_CLIENT_ID`` / ``<NAME>_CLIENT_SECRET``."""
+        if self.settings:
+            return tuple(self.settings)
+        prefix = self.name.upper()
+        return (SettingSpec("client_id", f"{prefix}_CLIENT_ID", "Client ID"),
+                SettingSpec("client_secret", f"{prefix}_CLIENT_SECRET", "Client secret", secret=True))
 
     def parse_token_response(self, data: dict) -> dict:
         """Normalise a token response to access_token, refresh_token, expires_in, scope, token_type."""
@@ -87,12 +109,24 @@ def host_matches(url: str, host: str) -> bool:
     return parts.scheme in ("http", "https") and (parts.hostname or "").lower() == host
 
 
+def endpoint_is_safe(url: str) -> bool:
+    """https, or plain http only to a loopback host (local test and demo servers)."""
+    parts = urlsplit(str(url))
+    return parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS)
+
+
 def contract_problems(provider) -> list:
     """Why ``provider`` (an instance) breaks the contract; empty when it is fine."""
     problems = [f"missing setting: {attr}" for attr in REQUIRED_ATTRIBUTES if not getattr(provider, attr, None)]
     name = getattr(provider, "name", "") or ""
-    if name and not (name.replace("_", "").isalnum() and name.islower()):
-        problems.append(f"invalid name {name!r}: use lower-case letters, digits and _")
+    if name and not NAME_PATTERN.match(str(name)):
+        problems.append(f"invalid name {name!r}: use 1-64 lower-case letters, digits and _, starting with a letter")
+    keys = {spec.key for spec in provider.setting_specs() if isinstance(spec, SettingSpec)}
+    problems += [f"missing setting: settings must declare {key}" for key in SETTING_KEYS if key not in keys]
+    for attr in ("authorize_url", "token_url", "revoke_url", "userinfo_url"):
+        url = getattr(provider, attr, None)
+        if url and not endpoint_is_safe(url):
+            problems.append(f"insecure endpoint: {attr} must be https (http only on loopback)")
     if provider.token_endpoint_auth_method not in ("client_secret_basic", "client_secret_post"):
         problems.append(f"unsupported token_endpoint_auth_method {provider.token_endpoint_auth_method!r}")
     return problems

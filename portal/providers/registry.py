@@ -48,7 +48,9 @@ class ProviderRegistry:
         return [record for record in self.records if record.failure]
 
     def load(self, eps):
-        for ep in sorted(eps, key=lambda e: e.name):
+        # A stable order (entry-point name, then distribution) so "first one wins" on a duplicate
+        # name does not depend on the order of sys.path.
+        for ep in sorted(eps, key=lambda e: (e.name, _dist_name(e), e.value)):
             dist = getattr(ep, "dist", None)
             record = PluginRecord(entry_point=f"{ep.name} = {ep.value}",
                                   distribution=dist.name if dist else None, version=dist.version if dist else None)
@@ -77,7 +79,10 @@ class ProviderRegistry:
         if loaded.contract_version != CONTRACT_VERSION:
             return self._refuse(record, f"incompatible version: plugin targets contract "
                                         f"{loaded.contract_version}, portal provides {CONTRACT_VERSION}")
-        problems = contract_problems(loaded)
+        try:
+            problems = contract_problems(loaded)
+        except Exception as error:  # a plugin property or setting_specs() that raises
+            problems = [f"wrong type: checking the contract raised {type(error).__name__}: {error}"]
         if problems:
             return self._refuse(record, "; ".join(problems))
         if loaded.name in self.active:
@@ -105,6 +110,11 @@ class ProviderRegistry:
             except Exception:
                 log.warning("provider %s: detect() raised; treated as no match", name, exc_info=True)
         return found
+
+
+def _dist_name(ep):
+    dist = getattr(ep, "dist", None)
+    return dist.name if dist else ""
 
 
 def registry(app=None):

@@ -1,0 +1,1 @@
+"""Google providers for MCP Portal: Gmail and Google Drive, sharing one OAuth client."""
