@@ -16,6 +16,8 @@ def check_config():
 
 
 def init_app(app):
+    from portal import plugins_cli  # noqa: F401  (adds `flask portal plugins` to portal_cli)
+
     app.cli.add_command(portal_cli)
 
 
