@@ -12,6 +12,8 @@ POSTGRES_URL = os.environ.get("PORTAL_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("PORTAL_TEST_REDIS_URL")
 PASSWORD = "correct horse battery staple"
 
+pytest_plugins = ["tests.peers.fixtures"]
+
 
 @pytest.fixture(scope="session")
 def migrated_database(tmp_path_factory):
