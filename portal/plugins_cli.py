@@ -32,7 +32,7 @@ def plugins(as_json, team_id):
 def _line(state):
     origin = f"{state.distribution or '-'} {state.version or ''}".strip()
     if state.failure:
-        return f"{state.name:<16} FAILED   {origin}: {state.failure}"
+        return f"{state.name:<16} FAILED   {origin} [{state.entry_point}]: {state.failure}"
     flags = ["enabled" if state.enabled else "disabled",
              "configured" if state.configured else "not configured"]
     if state.source:

@@ -48,6 +48,12 @@ def copy_sqlite(template_path, target_path):
 class PortalClient(FlaskClient):
     """A test client that finds the page's CSRF token and sends it, as the browser would."""
 
+    def open(self, *args, **kwargs):
+        # Each request gets its own app context, as in production: a fresh ``g`` (Flask-WTF
+        # caches the CSRF token there) and its own database session, not the test's.
+        with self.application.app_context():
+            return super().open(*args, **kwargs)
+
     def csrf_token(self, path="/login"):
         html = self.get(path).get_data(as_text=True)
         match = CSRF_INPUT.search(html) or CSRF_HEADER.search(html)

@@ -59,6 +59,7 @@ class ProviderState:
     source: str | None = None  # "environment" | "admin" | None
     configured: bool = False
     failure: str | None = None
+    entry_point: str | None = None  # "name = module:attr" as the distribution declares it
     env: tuple = ()  # the environment variables the provider reads
     problem: str | None = None  # why a configured-looking provider still cannot be used
 
@@ -92,8 +93,10 @@ def _row(team_id, name):
 
 def _state(record, row):
     provider = record.provider
-    base = dict(name=record.name or record.entry_point, title=record.title, distribution=record.distribution,
-                version=record.version, icon=getattr(provider, "icon", None))
+    # A failed plugin is named by its entry point: the name it claims may be another's (duplicate).
+    name = record.name if provider else record.entry_point.split("=")[0].strip()
+    base = dict(name=name, title=record.title, distribution=record.distribution, version=record.version,
+                icon=getattr(provider, "icon", None), entry_point=record.entry_point)
     if provider is None:
         return ProviderState(**base, failure=record.failure)
     env = _environment(provider)

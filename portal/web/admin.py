@@ -2,6 +2,8 @@
 from flask import Blueprint, abort, render_template
 from flask_login import current_user, login_required
 
+from portal.web import admin_plugins
+
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 
@@ -12,6 +14,4 @@ def require_admin():
         abort(404)
 
 
-@bp.get("/plugins")
-def plugins():
-    return render_template("admin/plugins.html")
+admin_plugins.add_routes(bp)
