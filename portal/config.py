@@ -33,6 +33,10 @@ SETTINGS = [
     Setting("PORTAL_ENCRYPTION_KEYS", "ENCRYPTION_KEYS", None, secret=True),
     Setting("PORTAL_AUDIT_KEY", "AUDIT_KEY", None, secret=True),
     Setting("PORTAL_RATELIMIT_STORAGE_URI", "RATELIMIT_STORAGE_URI", "memory://", secret=True),
+    # Limit strings and strategy; None means the default in portal/ratelimit.py.
+    *(Setting(f"PORTAL_{key}", key, None) for key in (
+        "RATELIMIT_STRATEGY", "RATELIMIT_LOGIN", "RATELIMIT_INVITE", "RATELIMIT_OAUTH",
+        "RATELIMIT_TOKEN_ACTIONS", "RATELIMIT_API", "RATELIMIT_TOOLS")),
     Setting("PORTAL_TRUSTED_PROXIES", "TRUSTED_PROXIES", 0, kind=int),
     Setting("OAUTH_REDIRECT_URI", "OAUTH_REDIRECT_URI", DEFAULT_PORT_URL + "/auth/oauth/callback"),
     Setting("FRONTEND_URL", "FRONTEND_URL", DEFAULT_PORT_URL),

@@ -2,7 +2,7 @@
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
-from portal import accounts, audit
+from portal import accounts, audit, ratelimit
 from portal.extensions import db
 from portal.web.safety import safe_next
 
@@ -10,6 +10,7 @@ bp = Blueprint("auth", __name__)
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@ratelimit.limit_login
 def login():
     """Sign in; the same answer for an unknown user and a wrong password."""
     if request.method == "GET":
