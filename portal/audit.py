@@ -1,22 +1,26 @@
 """The audit trail: ``record()`` is the one way to write an event.
 
 Services call ``record()`` inside the same database transaction as the change it describes, so
-the two commit together or not at all. Each event is chained to the one before by an HMAC
-under the audit key; the chain head is a single locked row, so appends from many workers still
-form one chain. Details must never carry secrets: keys that name one are refused, and values
-that must stay recognisable are passed through ``fingerprint()``.
+the two commit together or not at all (fail closed). Each event is chained to the one before by
+an HMAC under the audit key; the chain head is a single row that each append locks, so appends
+from many workers still form one chain (``portal.audit_chain`` verifies and prunes it). Details
+must never carry secrets: keys that name one are refused, and values that must stay
+recognisable are passed through ``fingerprint()``. Every action is listed in ``Action`` and
+explained in docs/audit.md.
 """
 import hashlib
 import hmac
 import json
 import logging
+import re
 from enum import Enum
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app, has_app_context
 from flask_login import current_user
-from sqlalchemy import select, update
+from sqlalchemy import event as sa_event, update
+from sqlalchemy.orm import Session
 
 from portal.extensions import db
 from portal.models import AuditChainHead, AuditEvent, utcnow
@@ -24,11 +28,19 @@ from portal.requests import client_context
 
 log = logging.getLogger("portal.audit")
 GENESIS_HASH = "0" * 64
-SECRET_WORDS = ("token", "secret", "password", "code", "state", "verifier", "assertion", "cookie", "key")
+OUTCOMES = ("success", "failure", "denied")
+# A details key is split into words; a word naming a secret is refused unless the key ends in a
+# word that says the value is only about the secret (its id, a fingerprint, a count ...).
+SECRET_WORDS = frozenset({
+    "token", "tokens", "secret", "secrets", "password", "passwords", "passwd", "code", "codes", "state",
+    "verifier", "assertion", "cookie", "cookies", "key", "credential", "credentials", "authorization",
+})
+SAFE_LAST_WORDS = frozenset({"id", "ids", "fingerprint", "fingerprints", "hint", "count", "type", "prefix", "length"})
+_HEAD_CACHE = "portal.audit_head"
 
 
 class Action(str, Enum):
-    """Every audited action. Dotted names: subject, then what happened."""
+    """Every audited action. Dotted names: subject, then what happened (docs/audit.md)."""
 
     AUTH_LOGIN = "auth.login"
     AUTH_LOGIN_FAILED = "auth.login_failed"
@@ -73,6 +85,11 @@ def _derive(app, purpose):
     return cache[purpose]
 
 
+def chain_key(app):
+    """The HMAC key of the chain (derived from PORTAL_AUDIT_KEY, separate from fingerprints)."""
+    return _derive(app, "chain")
+
+
 def fingerprint(value):
     """A short keyed fingerprint of a secret: recognisable across events, useless to an attacker."""
     digest = hmac.new(_derive(current_app, "fingerprint"), str(value).encode(), hashlib.sha256).hexdigest()
@@ -96,11 +113,22 @@ def hashed_fields(event):
     }
 
 
-def check_details(details):
-    for name in details:
-        lowered = name.lower()
-        if any(word in lowered for word in SECRET_WORDS) and not lowered.endswith(("_fingerprint", "_hint", "_id", "_ids", "_count")):
-            raise ValueError(f"audit details may not carry {name!r}; pass a fingerprint() instead")
+def names_secret(key):
+    """True when a details key names a secret (``refresh_token``, ``state``, ``clientSecret``)."""
+    words = [word for word in re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", str(key)).lower()) if word]
+    return bool(words) and words[-1] not in SAFE_LAST_WORDS and any(word in SECRET_WORDS for word in words)
+
+
+def check_details(details, path=""):
+    """Refuse details whose keys (at any depth) name a secret; the message names the key."""
+    if isinstance(details, dict):
+        for name, value in details.items():
+            if names_secret(name):
+                raise ValueError(f"audit details may not carry {path + str(name)!r}; pass a fingerprint() instead")
+            check_details(value, f"{path}{name}.")
+    elif isinstance(details, (list, tuple)):
+        for value in details:
+            check_details(value, path)
 
 
 def _current_actor():
@@ -113,31 +141,38 @@ def _current_actor():
     return None
 
 
-def record(action, *, actor=None, actor_name=None, team_id=None, target=None, target_type=None,
-           target_id=None, target_label=None, provider=None, outcome="success", details=None):
-    """Append one event to the current transaction and the chain; the caller commits.
-
-    ``actor`` defaults to the signed-in user; ``target`` may be a model row (its type, id and a
-    label are copied). Raises ValueError if ``details`` names a secret.
-    """
-    action = Action(action).value
-    details = details or {}
-    check_details(details)
-    actor = actor if actor is not None else _current_actor()
+def _target_columns(target, target_type, target_id, target_label):
     if target is not None:
         target_type = target_type or target.__tablename__
         target_id = target_id if target_id is not None else getattr(target, "id", None)
         target_label = target_label or getattr(target, "name", None) or getattr(target, "email", None)
+    return {"target_type": target_type, "target_id": None if target_id is None else str(target_id)[:64],
+            "target_label": None if target_label is None else str(target_label)[:254]}
+
+
+def record(action, *, actor=None, actor_name=None, team_id=None, target=None, target_type=None,
+           target_id=None, target_label=None, provider=None, outcome="success", details=None):
+    """Append one event to the current transaction and the chain; the caller commits.
+
+    ``actor`` defaults to the signed-in user (its id, e-mail and team are copied); ``target``
+    may be a model row (its table name, id and a label are copied). ``outcome`` is one of
+    ``OUTCOMES``. Raises ValueError for an unknown action or outcome, or if ``details`` names
+    a secret. The event's time is stamped under the chain lock, so id order is time order.
+    """
+    action = Action(action).value
+    if outcome not in OUTCOMES:
+        raise ValueError(f"audit outcome must be one of {OUTCOMES}, not {outcome!r}")
+    details = details or {}
+    check_details(details)
+    actor = actor if actor is not None else _current_actor()
+    name = actor_name or getattr(actor, "email", None)
     event = AuditEvent(
-        created_at=utcnow(),
         actor_id=getattr(actor, "id", None),
-        actor_name=actor_name or getattr(actor, "email", None),
+        actor_name=None if name is None else str(name)[:254],
         team_id=team_id if team_id is not None else getattr(actor, "team_id", None),
-        action=action, target_type=target_type,
-        target_id=None if target_id is None else str(target_id),
-        target_label=None if target_label is None else str(target_label)[:254],
-        provider=provider, outcome=outcome,
+        action=action, provider=provider, outcome=outcome,
         details=json.dumps(details, sort_keys=True, separators=(",", ":"), default=str),
+        **_target_columns(target, target_type, target_id, target_label),
         **client_context(),
     )
     _append(event)
@@ -146,17 +181,35 @@ def record(action, *, actor=None, actor_name=None, team_id=None, target=None, ta
     return event
 
 
+def lock_head(session):
+    """Lock the chain head row for this transaction and return its last hash (one statement).
+
+    The UPDATE takes the row's write lock before reading, so appenders queue here on PostgreSQL
+    (row lock) and SQLite (database write lock), and the value returned is the latest committed.
+    """
+    statement = (update(AuditChainHead).where(AuditChainHead.id == 1)
+                 .values(updated_at=utcnow()).returning(AuditChainHead.last_hash))
+    return session.execute(statement).scalar_one()
+
+
 def _append(event):
-    # Taking the head row's write lock first (UPDATE before SELECT) serialises appenders on
-    # PostgreSQL and SQLite alike, and the SELECT after it sees the latest committed head.
-    db.session.execute(update(AuditChainHead).where(AuditChainHead.id == 1).values(updated_at=utcnow()))
-    head = db.session.execute(select(AuditChainHead.last_hash).where(AuditChainHead.id == 1)).scalar_one()
-    event.prev_hash = head
-    event.hash = chain_hash(_derive(current_app, "chain"), head, hashed_fields(event))
-    db.session.add(event)
-    db.session.flush()
-    db.session.execute(update(AuditChainHead).where(AuditChainHead.id == 1)
-                       .values(last_hash=event.hash, last_event_id=event.id))
+    session = db.session()
+    prev_hash = session.info.get(_HEAD_CACHE) or lock_head(session)
+    event.created_at = utcnow()
+    event.prev_hash = prev_hash
+    event.hash = chain_hash(chain_key(current_app), prev_hash, hashed_fields(event))
+    session.add(event)
+    session.flush()
+    session.execute(update(AuditChainHead).where(AuditChainHead.id == 1)
+                    .values(last_hash=event.hash, last_event_id=event.id))
+    # Until this transaction ends we hold the head lock, so later events need not read it again.
+    session.info[_HEAD_CACHE] = event.hash
+
+
+@sa_event.listens_for(Session, "after_transaction_end")
+def _forget_head(session, transaction):
+    """The cached head is only valid while this transaction (and its lock) lasts."""
+    session.info.pop(_HEAD_CACHE, None)
 
 
 def init_app(app):

@@ -17,6 +17,9 @@ def check_config():
 
 def init_app(app):
     from portal import plugins_cli  # noqa: F401  (adds `flask portal plugins` to portal_cli)
+    from portal.audit_cli import audit_cli
+
+    portal_cli.add_command(audit_cli)  # flask portal audit verify | prune
 
     app.cli.add_command(portal_cli)
 

@@ -46,11 +46,13 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_events'))
     )
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_audit_events_action'), ['action'], unique=False)
-        batch_op.create_index(batch_op.f('ix_audit_events_actor_id'), ['actor_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_audit_events_created_at'), ['created_at'], unique=False)
-        batch_op.create_index(batch_op.f('ix_audit_events_provider'), ['provider'], unique=False)
-        batch_op.create_index(batch_op.f('ix_audit_events_team_id'), ['team_id'], unique=False)
+        batch_op.create_index('ix_audit_events_team_id_id', ['team_id', 'id'], unique=False)
+        batch_op.create_index('ix_audit_events_team_action', ['team_id', 'action', 'id'], unique=False)
+        batch_op.create_index('ix_audit_events_team_actor', ['team_id', 'actor_id', 'id'], unique=False)
+        batch_op.create_index('ix_audit_events_team_provider', ['team_id', 'provider', 'id'], unique=False)
+        batch_op.create_index('ix_audit_events_team_target', ['team_id', 'target_type', 'target_id', 'id'], unique=False)
+        batch_op.create_index('ix_audit_events_team_outcome', ['team_id', 'outcome', 'id'], unique=False)
 
     op.create_table('teams',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -264,11 +266,13 @@ def downgrade():
     op.drop_table('provider_settings')
     op.drop_table('teams')
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_audit_events_team_id'))
-        batch_op.drop_index(batch_op.f('ix_audit_events_provider'))
+        batch_op.drop_index('ix_audit_events_team_outcome')
+        batch_op.drop_index('ix_audit_events_team_target')
+        batch_op.drop_index('ix_audit_events_team_provider')
+        batch_op.drop_index('ix_audit_events_team_actor')
+        batch_op.drop_index('ix_audit_events_team_action')
+        batch_op.drop_index('ix_audit_events_team_id_id')
         batch_op.drop_index(batch_op.f('ix_audit_events_created_at'))
-        batch_op.drop_index(batch_op.f('ix_audit_events_actor_id'))
-        batch_op.drop_index(batch_op.f('ix_audit_events_action'))
 
     op.drop_table('audit_events')
     op.drop_table('audit_chain_head')
