@@ -11,6 +11,8 @@ from tests.support import TEST_KEYS, PortalClient, copy_sqlite, need, upgrade
 POSTGRES_URL = os.environ.get("PORTAL_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("PORTAL_TEST_REDIS_URL")
 PASSWORD = "correct horse battery staple"
+# Plugin distributions are installed and tested in a subprocess (test_plugins_dists.py).
+collect_ignore_glob = ["plugin_dists/*"]
 
 pytest_plugins = ["tests.peers.fixtures"]
 

@@ -92,3 +92,17 @@ def test_text_listing_names_each_failed_plugin(portal_env):
     assert "example" in output and "active" in output
     for entry_point in EXPECTED_FAILURES:
         assert f"{entry_point}" in output and "FAILED" in output
+
+
+def test_example_plugin_passes_its_own_contract_tests(plugin_path, tmp_path):
+    shutil.copytree(DISTS / "example" / "tests", tmp_path / "tests")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTHON", "PYTEST"))}
+    env["PYTHONPATH"] = str(plugin_path)
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error",
+                             str(tmp_path / "tests")], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:]
+    from portal.providers.testing import ProviderContract
+
+    kit_checks = [name for name in dir(ProviderContract) if name.startswith("test_")]
+    assert f"{len(kit_checks) + 1} passed" in result.stdout

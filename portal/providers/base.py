@@ -28,6 +28,13 @@ class SettingSpec:
 
 
 class OAuthProvider(ABC):
+    """An OAuth 2.0 provider as the portal sees it: declarations plus a few overridable hooks.
+
+    Subclasses set the class attributes below and implement ``detect``; everything else has a
+    default for a standard provider. Instances are created once per portal process with no
+    arguments and shared between requests, so keep them free of per-request state.
+    """
+
     #: The contract this plugin was written against; the host refuses any other.
     contract_version: int = CONTRACT_VERSION
     #: Stable id used in URLs, rows and the audit log: lower-case letters, digits and ``_``.
@@ -105,7 +112,11 @@ class OAuthProvider(ABC):
 
 def host_matches(url: str, host: str) -> bool:
     """True if ``url`` is http(s) and its host is exactly ``host``: a helper for ``detect``."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(str(url))
+        parts.hostname  # noqa: B018  (raises ValueError on a malformed host)
+    except ValueError:
+        return False
     return parts.scheme in ("http", "https") and (parts.hostname or "").lower() == host
 
 
