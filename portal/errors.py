@@ -86,6 +86,9 @@ def handle_http_error(error):
 
 def handle_unexpected(error):
     log.exception("unhandled error (request %s)", g.get("request_id"))
+    from portal.extensions import db
+
+    db.session.rollback()  # a failed flush leaves the session unusable; the error page must still render
     return error_response(500, "internal_error", "Something went wrong on our side.",
                           f"Try again; if it persists, give an admin the request id {g.get('request_id', '')}.")
 
