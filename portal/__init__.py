@@ -33,11 +33,12 @@ def create_app(config=None):
     errors.init_app(app)
     ProviderRegistry.init_app(app)
 
-    from portal import audit, cli, ratelimit
+    from portal import audit, cli, oauth, ratelimit
     from portal.web import register_blueprints
 
     audit.init_app(app)
     ratelimit.init_app(app)
+    oauth.init_app(app)
     register_blueprints(app)
     cli.init_app(app)
     return app

@@ -1,0 +1,145 @@
+"""The token vault: the one place that decides whether a token is valid, and the one function
+every caller (views, API, MCP client, CLI) uses to get an access token.
+
+``valid_access_token(user_id, server_id, provider=None)`` returns a plaintext access token that
+is valid for at least ``OAUTH_REFRESH_SKEW`` seconds, refreshing it first when needed (see
+``portal.oauth.refresh``). Tokens are sealed with ``portal.crypto``; the associated data names
+the user, server and provider (``Connection.sealing_context``), so a ciphertext copied into
+another row does not open and nothing is sent.
+"""
+import logging
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import select
+
+from portal import audit
+from portal.crypto import SealError, keyring, seal_field
+from portal.extensions import db
+from portal.models import Connection, MCPServer, utcnow
+from portal.oauth.errors import NotConnected, TokensExpired
+
+log = logging.getLogger("portal.oauth")
+USABLE = ("connected", "expiring", "refresh_failing")
+_READ = (Connection.id, Connection.user_id, Connection.server_id, Connection.provider, Connection.access_token,
+         Connection.expires_at, Connection.status, Connection.version)
+
+
+def is_fresh(expires_at, now=None, skew=None):
+    """True if a token expiring at ``expires_at`` (None: no known expiry) lasts ``skew`` more seconds."""
+    if expires_at is None:
+        return True
+    skew = current_app.config["OAUTH_REFRESH_SKEW"] if skew is None else skew
+    return expires_at - (now or utcnow()) > timedelta(seconds=skew)
+
+
+def is_valid(connection, now=None):
+    """True if the connection holds an access token that may be used right now."""
+    return (connection.status in USABLE and connection.access_token is not None
+            and is_fresh(connection.expires_at, now, skew=0))
+
+
+def status_of(connection, now=None):
+    """What the user is shown: connected, expiring, refresh_failing, reauth_required, revocation_pending."""
+    if connection.status not in USABLE:
+        return connection.status
+    if connection.access_token is None:
+        return "reauth_required"
+    if connection.status == "refresh_failing":
+        return "refresh_failing"
+    window = current_app.config["OAUTH_EXPIRING_WINDOW"]
+    if not is_fresh(connection.expires_at, now, skew=window):
+        return "expiring" if connection.refresh_token or is_valid(connection, now) else "reauth_required"
+    return "connected"
+
+
+def open_token(row, column="access_token"):
+    """The plaintext of a sealed token column of ``row`` (a Connection, or a row with its identity)."""
+    try:
+        return keyring().open(getattr(row, column), Connection.sealing_context(row, column))
+    except SealError:
+        log.warning("connection %s: the sealed %s does not open for its row; nothing is sent", row.id, column)
+        raise TokensExpired("The stored tokens for this connection cannot be read",
+                            "Reconnect the server on Settings; if many connections fail, an admin checks "
+                            "the encryption keys.") from None
+
+
+def valid_access_token(user_id, server_id, provider=None, rejected_token=None):
+    """A valid access token for (user, server[, provider]), refreshed first when needed.
+
+    ``rejected_token``: the token a resource server just refused (HTTP 401); it is refreshed
+    unless another worker already replaced it. Raises NotConnected, TokensExpired ("OAuth tokens
+    expired"), RefreshFailing (the provider did not answer; tokens kept) or RefreshBusy.
+    """
+    row = _read(user_id, server_id, provider)
+    if row.status not in USABLE or row.access_token is None:
+        raise TokensExpired(provider=row.provider)
+    token = open_token(row)
+    if rejected_token is not None:
+        return token if token != rejected_token else _refreshed(row, force=True)
+    if is_fresh(row.expires_at):
+        return token
+    return _refreshed(row, force=False)
+
+
+def refresh_after_rejection(user_id, server_id, rejected, provider=None):
+    """A new access token after a resource server refused ``rejected`` (401); for the MCP client."""
+    return valid_access_token(user_id, server_id, provider, rejected_token=rejected)
+
+
+def _read(user_id, server_id, provider):
+    statement = select(*_READ).where(Connection.user_id == user_id, Connection.server_id == server_id)
+    if provider is not None:
+        statement = statement.where(Connection.provider == provider)
+    with db.engine.connect() as connection:
+        rows = connection.execute(statement).all()
+        if len(rows) > 1:
+            preferred = connection.execute(select(MCPServer.provider).where(MCPServer.id == server_id)).scalar()
+            rows = [row for row in rows if row.provider == preferred] or rows[:0]
+    if len(rows) != 1:
+        raise NotConnected(provider)
+    return rows[0]
+
+
+def _refreshed(row, force):
+    from portal.oauth.refresh import refresh_connection
+
+    config = current_app.config
+    wait = float(config["OAUTH_LOCK_TIMEOUT"]) + float(config["OAUTH_HTTP_TIMEOUT"]) + 5
+    flights = current_app.extensions["portal.oauth.flights"]
+    call = lambda: refresh_connection(row.id, seen_version=row.version, force=force)  # noqa: E731
+    return flights.run((row.id, force), call, wait).access_token
+
+
+def store_tokens(connection, token, now, keep_refresh_token=None):
+    """Seal a normalised token response into ``connection`` and mark it connected (caller commits)."""
+    seal_field(connection, "access_token", token["access_token"])
+    seal_field(connection, "refresh_token", token["refresh_token"] or keep_refresh_token)
+    connection.token_type = token["token_type"]
+    connection.scope = token["scope"] or connection.scope
+    expires_in = token["expires_in"]
+    connection.expires_at = None if expires_in is None else now + timedelta(seconds=expires_in)
+    connection.status = "connected"
+    connection.failure_count = 0
+    connection.next_attempt_at = None
+    connection.last_error = None
+    connection.version = (connection.version or 0) + 1
+
+
+def destroy_tokens(connection, status, reason):
+    """Drop the token material (the ciphertexts) and mark the connection ``status``."""
+    connection.access_token = None
+    connection.refresh_token = None
+    connection.status = status
+    connection.last_error = reason[:255]
+    connection.next_attempt_at = None
+    connection.version = (connection.version or 0) + 1
+
+
+def record(action, connection, *, actor=None, outcome="success", details=None):
+    """Audit one event about ``connection`` (joins the current transaction; never a secret)."""
+    server = db.session.get(MCPServer, connection.server_id)
+    audit.record(action, actor=actor, team_id=server.team_id if server else None, target_type="connection",
+                 target_id=connection.id, target_label=f"{server.name if server else 'server'} · {connection.provider}",
+                 provider=connection.provider, outcome=outcome,
+                 details={"server_id": connection.server_id, "user_id": connection.user_id, **(details or {})})
