@@ -2,9 +2,9 @@
 
 
 def register_blueprints(app):
-    from portal.web import admin, auth, home, navigation, servers
+    from portal.web import admin, audit, auth, home, navigation, servers
 
     navigation.init_app(app)
 
-    for module in (auth, home, admin, servers):
+    for module in (auth, home, admin, servers, audit):
         app.register_blueprint(module.bp)
