@@ -23,10 +23,10 @@ def login():
         db.session.commit()
         flash("Wrong e-mail or password.", "error")
         return render_template("auth/login.html", next=safe_next(request.form.get("next")), email=email), 401
+    audit.record(audit.Action.AUTH_LOGIN, actor=user, target=user)
+    db.session.commit()  # fail closed: no session is issued unless the sign-in and its event committed
     session.clear()  # no fixation: a fresh session at every sign-in
     login_user(user)
-    audit.record(audit.Action.AUTH_LOGIN, actor=user, target=user)
-    db.session.commit()
     return redirect(safe_next(request.form.get("next")), code=303)
 
 
