@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from flask import current_app
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from portal import audit, crypto
 from portal.errors import BadInput, Conflict, NotFound, PortalError
@@ -179,10 +180,14 @@ def _team_and_provider(team_id, name):
 def _row_for_update(team_id, name):
     row = _row(team_id, name)
     if row is None:
-        row = ProviderSetting(team_id=team_id, provider=name, enabled=False, version=1)
-        db.session.add(row)
-    else:
-        row.version += 1
+        try:
+            with db.session.begin_nested():  # two admins saving at once: the second re-reads
+                row = ProviderSetting(team_id=team_id, provider=name, enabled=False, version=1)
+                db.session.add(row)
+            return row
+        except IntegrityError:
+            row = _row(team_id, name)
+    row.version += 1
     return row
 
 
