@@ -70,3 +70,29 @@ class PortalClient(FlaskClient):
         headers = dict(kwargs.pop("headers", {}) or {})
         headers.setdefault("X-CSRFToken", self.csrf_token(token_from))
         return self.open(path, method=method, json=payload, headers=headers, **kwargs)
+
+
+def assert_no_secrets(secrets, app, caplog):
+    """No audit row and no captured log record contains any of ``secrets`` (SECURITY 19).
+
+    Run the flow with ``caplog.set_level(logging.DEBUG)`` first. Every audit row (all columns, as
+    committed) and every captured record (message, arguments, traceback) is searched. Returns
+    ``(rows, records)`` scanned, so a caller can check the scan saw something.
+    """
+    import logging
+
+    from sqlalchemy import text
+
+    from portal.extensions import db
+
+    secrets = [secret for secret in secrets if secret]
+    assert secrets, "name the secret strings to look for"
+    with app.app_context(), db.engine.connect() as connection:
+        rows = connection.execute(text("SELECT * FROM audit_events ORDER BY id")).all()
+    formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
+    places = [(f"audit event #{row[0]}", " ".join(map(str, row))) for row in rows]
+    places += [(f"log record {record.name}:{record.lineno}", formatter.format(record) + repr(record.args))
+                for record in caplog.records]
+    hits = [(where, secret[:8] + "…") for where, content in places for secret in secrets if secret in content]
+    assert not hits, f"secrets found in audit rows or logs: {hits}"
+    return len(rows), len(caplog.records)
