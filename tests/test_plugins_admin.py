@@ -147,3 +147,16 @@ def test_environment_credentials_show_as_set_by_environment_and_cannot_be_edited
         "env-id.apps.googleusercontent.com", "env-secret-123456")
     listed = plugins_json(runner)
     assert listed["gmail"]["source"] == "environment" and listed["gmail"]["configured"]
+
+
+def test_cli_lists_the_chosen_team_and_refuses_an_unknown_one(client, runner, signed_in_admin, make_user):
+    other = make_user("admin@b.test", role="admin", team_name="Team B")
+    other_team = other.team_id
+    db.session.commit()
+    assert save_credentials(client).status_code == 303
+    assert plugins_json(runner)["gmail"]["configured"] is True  # the first team: the admin's
+    assert plugins_json(runner, "--team", str(other_team))["gmail"]["configured"] is False
+    result = runner.invoke(args=["portal", "plugins", "--team", "999"])
+    assert result.exit_code == 2 and "there is no team 999" in result.output
+    text = runner.invoke(args=["portal", "plugins"]).output
+    assert re.search(r"gmail\s+active\s+mcp-portal-google \S+: disabled, configured, credentials from admin", text)
