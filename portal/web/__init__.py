@@ -2,9 +2,9 @@
 
 
 def register_blueprints(app):
-    from portal.web import admin, audit, auth, home, navigation, servers
+    from portal.web import admin, api, audit, auth, home, navigation, servers
 
     navigation.init_app(app)
 
-    for module in (auth, home, admin, servers, audit):
+    for module in (auth, home, admin, servers, api, audit):
         app.register_blueprint(module.bp)
