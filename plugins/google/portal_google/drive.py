@@ -5,6 +5,6 @@ from portal_google.common import GoogleProvider
 class GoogleDrive(GoogleProvider):
     name = "google_drive"
     title = "Google Drive"
-    icon = "📁"
+    icon = "▲"
     app_slug = "google_drive"
     scopes = ("https://www.googleapis.com/auth/drive.file",)
