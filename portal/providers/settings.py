@@ -64,11 +64,6 @@ class ProviderState:
     env: tuple = ()  # the environment variables the provider reads
     problem: str | None = None  # why a configured-looking provider still cannot be used
 
-    @property
-    def editable(self):
-        return self.failure is None and self.source != "environment"
-
-
 def _how_to_configure(provider):
     names = " / ".join(spec.env for spec in provider.setting_specs()) if hasattr(provider, "setting_specs") else ""
     where = f" (or the operator sets {names})" if names else ""
