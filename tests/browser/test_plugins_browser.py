@@ -4,8 +4,7 @@ from tests.browser.test_sign_in import sign_in
 SECRET = "GOCSPX-browser-secret-9a8b7c6d5e4f"
 
 
-def test_admin_saves_credentials_and_toggles_gmail_in_place(page, console, admin, shoot):
-    console.allow(r"favicon\.ico")  # the portal serves no favicon (yet); not this page's concern
+def test_admin_saves_credentials_and_toggles_gmail_in_place(page, admin, shoot):
     sign_in(page, admin.email)
     page.goto("/admin/plugins")
     page.evaluate("() => { window.notReloaded = true }")
