@@ -189,6 +189,34 @@ ROUTES = [
           json=lambda o: {"text": "hi"}),
     Route("api.call_tool", "POST", lambda o: f"/api/servers/{o.server.id}/tools/echo", owner_or_admin(REACHED),
           json=lambda o: {"text": "hi"}, auth="key", csrf_exempt=API_KEY_ONLY),
+    # OAuth connections: the seed's endpoints and the Settings page (connections are personal)
+    Route("oauth.authorize", "POST", path("/auth/oauth/authorize"), owner_only(),
+          json=lambda o: {"server_id": o.server.id, "provider": PROVIDER}),
+    Route("oauth.authorize", "POST", path("/auth/oauth/authorize"), owner_only(),
+          data=lambda o: {"server_id": str(o.server.id)}, htmx=True),
+    Route("oauth.callback", "GET", path("/auth/oauth/callback?state=not-a-state&code=not-a-code"), everyone()),
+    Route("oauth.status", "GET", path("/auth/oauth/status"), signed_in()),
+    Route("oauth.revoke", "DELETE", lambda o: f"/auth/oauth/tokens/{o.server.id}?provider={PROVIDER}", owner_only()),
+    Route("settings.index", "GET", path("/settings"), signed_in()),
+    Route("settings.status", "GET", path("/settings/status"), signed_in(), htmx=True),
+    Route("settings.refresh", "POST", lambda o: f"/settings/connections/{o.server.id}/refresh", owner_only(),
+          data=lambda o: {"provider": PROVIDER}),
+    Route("settings.revoke", "POST", lambda o: f"/settings/connections/{o.server.id}/revoke", owner_only(),
+          data=lambda o: {"provider": PROVIDER}, htmx=True),
+    # connections: settings page and the OAuth endpoints (a connection is its owner's alone)
+    Route("settings.index", "GET", path("/settings"), signed_in()),
+    Route("settings.status", "GET", path("/settings/status"), signed_in(), htmx=True),
+    Route("settings.refresh", "POST", lambda o: f"/settings/connections/{o.server.id}/refresh", owner_only(),
+          data=lambda o: {"provider": PROVIDER}),
+    Route("settings.revoke", "POST", lambda o: f"/settings/connections/{o.server.id}/revoke", owner_only(),
+          data=lambda o: {"provider": PROVIDER}, htmx=True),
+    Route("oauth.authorize", "POST", path("/auth/oauth/authorize"), owner_only(),
+          data=lambda o: {"server_id": str(o.server.id), "provider": PROVIDER}),
+    Route("oauth.authorize", "POST", path("/auth/oauth/authorize"), owner_only(),
+          json=lambda o: {"server_id": o.server.id}),
+    Route("oauth.callback", "GET", path("/auth/oauth/callback?code=abc&state=not-a-real-state"), everyone()),
+    Route("oauth.status", "GET", path("/auth/oauth/status"), signed_in()),
+    Route("oauth.revoke", "DELETE", lambda o: f"/auth/oauth/tokens/{o.server.id}?provider={PROVIDER}", owner_only()),
     # audit
     Route("audit.index", "GET", path("/audit"), signed_in()),
     Route("audit.index", "GET", path("/audit?outcome=success"), signed_in(), htmx=True),
@@ -396,7 +424,9 @@ def call(world, route, role, objects, csrf=True):
         kwargs["json"] = route.json(objects)
     elif route.data is not None or route.method in STATE_CHANGING:
         kwargs["data"] = dict(route.data(objects) if route.data else {})
-    return client.open(route.url(objects), method=route.method, headers=headers, **kwargs)
+    response = client.open(route.url(objects), method=route.method, headers=headers, **kwargs)
+    response.get_data()  # read a streamed body now, as a browser would, while the case runs
+    return response
 
 
 def outcome(app, response):
