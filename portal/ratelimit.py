@@ -10,7 +10,8 @@ Each route family has one decorator; put it under the route decorator::
 - the invitation page and its acceptance (``auth.invite``): ``limit_invite``, per IP
   (RATELIMIT_INVITE);
 - OAuth authorize and callback (``oauth.authorize``, ``oauth.callback``): ``limit_oauth``;
-- refresh-now and revoke of a connection: ``limit_token_actions`` (RATELIMIT_TOKEN_ACTIONS);
+- refresh-now and revoke of a connection (``settings.refresh``, ``settings.revoke``,
+  ``oauth.revoke``): ``limit_token_actions`` (RATELIMIT_TOKEN_ACTIONS);
 - every ``/api/`` view (``api.*``, or decorate the blueprint): ``limit_api`` (RATELIMIT_API);
 - MCP tool calls (``*.call_tool*``): ``limit_tools`` (RATELIMIT_TOOLS).
 
@@ -97,8 +98,12 @@ SENSITIVE_ENDPOINTS = {
     "oauth.authorize": "oauth",
     "oauth.callback": "oauth",
     "oauth.revoke": "token_actions",
+    "settings.refresh*": "token_actions",
+    "settings.revoke*": "token_actions",
     "connections.refresh*": "token_actions",
     "connections.revoke*": "token_actions",
+    "settings.refresh*": "token_actions",
+    "settings.revoke*": "token_actions",
     "*.call_tool*": "tools",
     "api.*": "api",
 }
