@@ -12,7 +12,7 @@ Each route family has one decorator; put it under the route decorator::
 - OAuth authorize and callback (``oauth.authorize``, ``oauth.callback``): ``limit_oauth``;
 - refresh-now and revoke of a connection (``settings.refresh``, ``settings.revoke``,
   ``oauth.revoke``): ``limit_token_actions`` (RATELIMIT_TOKEN_ACTIONS);
-- every ``/api/`` view (``api.*``, or decorate the blueprint): ``limit_api`` (RATELIMIT_API);
+- every ``/api/`` view (``api.*``): ``limit_api`` (RATELIMIT_API);
 - MCP tool calls (``*.call_tool*``): ``limit_tools`` (RATELIMIT_TOOLS).
 
 The other families count per IP and per signed-in user, and each family shares one budget
