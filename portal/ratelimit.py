@@ -34,11 +34,14 @@ minute per endpoint and key.
 """
 import logging
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 
-from flask import request
+from flask import current_app, has_request_context, request
+from flask_limiter.util import get_qualified_name
 from flask_login import current_user
 from limits import parse_many
 
+from portal import accounts, audit
 from portal.config import ConfigError
 from portal.extensions import limiter
 from portal.models import utcnow
@@ -56,8 +59,6 @@ def by_ip():
 
 def by_account():
     """The submitted e-mail, normalised and fingerprinted so storage never holds addresses."""
-    from portal import accounts, audit
-
     return "account:" + audit.fingerprint(accounts.normalise_email(request.form.get("email")))
 
 
@@ -102,8 +103,6 @@ SENSITIVE_ENDPOINTS = {
     "settings.revoke*": "token_actions",
     "connections.refresh*": "token_actions",
     "connections.revoke*": "token_actions",
-    "settings.refresh*": "token_actions",
-    "settings.revoke*": "token_actions",
     "*.call_tool*": "tools",
     "api.*": "api",
 }
@@ -126,8 +125,6 @@ def _exempt_when(family, key):
 
 
 def _limit_string(setting):
-    from flask import current_app
-
     return lambda: current_app.config[setting]
 
 
@@ -211,8 +208,6 @@ def _observe(app):
 
 
 def _observe_after(response):
-    from flask import current_app
-
     _observe(current_app)
     return response
 
@@ -235,8 +230,6 @@ def storage_status(app):
 
 
 def _outage_for_admin():
-    from flask import current_app, has_request_context
-
     if not has_request_context() or not current_user.is_authenticated or not current_user.is_admin:
         return None
     status = storage_status(current_app)
@@ -244,9 +237,7 @@ def _outage_for_admin():
 
 
 def limits_on(app, endpoint):
-    """The limits a view carries: ``[(family, limit, methods or None, key kind)]``."""
-    from flask_limiter.util import get_qualified_name
-
+    """The limits a view carries (in an app context): ``[(family, limit, methods, key kind)]``."""
     view = app.view_functions[endpoint]
     manager = limiter.limit_manager
     found = manager.decorated_limits(get_qualified_name(view))
@@ -258,8 +249,6 @@ def limits_on(app, endpoint):
 
 def uncovered_endpoints(app):
     """Sensitive endpoints (by ``SENSITIVE_ENDPOINTS``) missing their family's limit on a method."""
-    from fnmatch import fnmatchcase
-
     missing = []
     for rule in app.url_map.iter_rules():
         family = next((f for pattern, f in SENSITIVE_ENDPOINTS.items() if fnmatchcase(rule.endpoint, pattern)), None)
