@@ -254,7 +254,8 @@ def test_team_admin_reads_and_removes_a_members_personal_server(cast):
 
 
 @pytest.mark.parametrize("path", ["/api/servers/999999", "/api/servers/99999999999999999999999",
-                                  "/api/servers/abc", "/api/servers/-1", "/api/nothing"])
+                                  "/api/servers/abc", "/api/servers/-1", "/api/nothing",
+                                  "/api//servers", "/api/servers//1", "/api/servers//1/tools"])
 def test_unknown_ids_and_paths_are_json_404(cast, path):
     _, apis = cast
     assert_error(apis["owner"].get(path), 404)

@@ -3,7 +3,8 @@
 Every answer is JSON; errors are ``{"error", "message"[, "next_step"]}`` with a 4xx (or 502/504
 when the MCP server fails). Cookie sessions must send the CSRF token (``X-CSRFToken``) on
 POST, PATCH and DELETE. Every view carries ``ratelimit.limit_api`` (tool calls also
-``limit_tools``). Other helpers add their routes to this blueprint.
+``limit_tools``) and ``merge_slashes=False`` (so ``//`` in a path is a JSON 404, not werkzeug's
+HTML 308 redirect). Other helpers add their routes to this blueprint the same way.
 """
 from flask import Blueprint, jsonify, request, url_for
 from flask_login import current_user
@@ -51,13 +52,13 @@ def server_json(server):
     }
 
 
-@bp.get("/servers")
+@bp.get("/servers", merge_slashes=False)
 @limit_api
 def list_servers():
     return jsonify({"servers": [server_json(server) for server in servers.visible_servers(current_user)]})
 
 
-@bp.post("/servers")
+@bp.post("/servers", merge_slashes=False)
 @limit_api
 def create_server():
     data = json_object()
@@ -71,13 +72,13 @@ def create_server():
     return jsonify(server_json(server)), 201, {"Location": url_for("api.get_server", server_id=server.id)}
 
 
-@bp.get("/servers/<int:server_id>")
+@bp.get("/servers/<int:server_id>", merge_slashes=False)
 @limit_api
 def get_server(server_id):
     return jsonify(server_json(servers.get_server(current_user, server_id)))
 
 
-@bp.patch("/servers/<int:server_id>")
+@bp.patch("/servers/<int:server_id>", merge_slashes=False)
 @limit_api
 def update_server(server_id):
     server = servers.get_server(current_user, server_id)
@@ -86,7 +87,7 @@ def update_server(server_id):
     return jsonify(server_json(server))
 
 
-@bp.delete("/servers/<int:server_id>")
+@bp.delete("/servers/<int:server_id>", merge_slashes=False)
 @limit_api
 def delete_server(server_id):
     servers.delete_server(current_user, servers.get_server(current_user, server_id))
@@ -94,14 +95,14 @@ def delete_server(server_id):
     return jsonify({"id": server_id, "deleted": True})
 
 
-@bp.get("/servers/<int:server_id>/tools")
+@bp.get("/servers/<int:server_id>/tools", merge_slashes=False)
 @limit_api
 def list_tools(server_id):
     server = servers.get_server(current_user, server_id)
     return jsonify({"server_id": server_id, "tools": calls.server_tools(current_user, server)})
 
 
-@bp.post("/servers/<int:server_id>/tools/<name>")
+@bp.post("/servers/<int:server_id>/tools/<name>", merge_slashes=False)
 @limit_api
 @limit_tools
 def call_tool(server_id, name):
