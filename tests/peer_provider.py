@@ -59,12 +59,14 @@ def peer_app_config(app_config, oauth_peer):
 def enable_peer(team_id, name="peer"):
     from portal.providers import settings
 
+    db.session.commit()  # a fresh transaction: SQLite refuses a write from a stale snapshot
     settings.set_enabled(team_id, name, True)
     db.session.commit()
 
 
 def add_server(user, name="Peer inbox", url="http://127.0.0.1:9/u/1/peer-mail", provider="peer",
                visibility="personal"):
+    db.session.commit()  # a fresh transaction: SQLite refuses a write from a stale snapshot
     server = MCPServer(team_id=user.team_id, owner_id=user.id, name=name, url=url, provider=provider,
                        visibility=visibility)
     db.session.add(server)

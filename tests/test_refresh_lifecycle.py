@@ -12,6 +12,7 @@ from tests.peer_provider import add_server, connect, connection_of, events, expi
 from tests.peer_provider import peer_app_config, peer_user  # noqa: F401  (fixtures)
 
 pytest_plugins = ["tests.peers.fixtures"]
+pytestmark = pytest.mark.usefixtures("peer_app_config")  # before `app` is built
 
 
 @pytest.fixture

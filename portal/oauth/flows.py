@@ -80,13 +80,14 @@ def start(user, server, provider_name, session_nonce, return_to=None):
     """Begin a flow for ``server``; returns the seed's ``{oauth_url, state, provider, server_name}``."""
     state, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(64)
     redirect_uri = current_app.config["OAUTH_REDIRECT_URI"]
+    now = utcnow()
     with own_transaction() as session:
         provider = choose_provider(user.team_id, server, provider_name)
         credentials = settings.credentials(user.team_id, provider.name)
         row = OAuthState(state_hash=digest(state), user_id=user.id, server_id=server.id, provider=provider.name,
                          session_hash=digest(session_nonce), issuer=provider.issuer, redirect_uri=redirect_uri,
-                         return_to=return_to,
-                         expires_at=utcnow() + timedelta(seconds=current_app.config["OAUTH_STATE_TTL"]))
+                         return_to=return_to, created_at=now,
+                         expires_at=now + timedelta(seconds=current_app.config["OAUTH_STATE_TTL"]))
         seal_field(row, "code_verifier", verifier)
         session.add(row)
         url = authorization_url(provider, credentials.client_id, redirect_uri, state, verifier)
@@ -111,6 +112,18 @@ def complete(user, session_nonce, params):
         _audit_failure(user, error, flow.server_id, flow.provider, params["state"])
         raise
     return _save(user, flow, provider, token, label)
+
+
+def reject_signed_out(params):
+    """A callback without a signed-in user: nothing is checked or exchanged, the attempt is audited."""
+    state = _param(params, "state")
+    details = {"reason": "signed_out"}
+    if state is not None:
+        details["state_fingerprint"] = fingerprint(state)
+    with own_transaction() as session:
+        audit.record(Action.OAUTH_AUTHORIZE_FAILED, outcome="failure", details=details)
+        session.commit()
+    return _state_error("signed_out")
 
 
 def _param(params, name):

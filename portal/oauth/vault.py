@@ -53,6 +53,21 @@ def status_of(connection, now=None):
     return "connected"
 
 
+def summary(connection, server_name, now=None):
+    """The seed's status entry plus status, account label and last refresh: metadata only."""
+    now = now or utcnow()
+    return {
+        "server_id": connection.server_id, "server_name": server_name, "provider": connection.provider,
+        "is_valid": is_valid(connection, now), "expires_at": _iso(connection.expires_at),
+        "scope": connection.scope, "status": status_of(connection, now), "account_label": connection.account_label,
+        "last_refresh_at": _iso(connection.last_refresh_at),
+    }
+
+
+def _iso(moment):
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
 def open_token(row, column="access_token"):
     """The plaintext of a sealed token column of ``row`` (a Connection, or a row with its identity)."""
     try:

@@ -11,4 +11,4 @@ def index():
     """Admins land on the team overview, members on their settings."""
     if current_user.is_admin:
         return redirect(url_for("admin.plugins"))
-    return redirect(url_for("auth.account"))
+    return redirect(url_for("settings.index"))

@@ -1,7 +1,7 @@
 """The top navigation, by role."""
 from flask_login import current_user
 
-MEMBER_LINKS = [("servers.index", "Servers"), ("auth.account", "Account"), ("audit.index", "Audit")]
+MEMBER_LINKS = [("settings.index", "Settings"), ("servers.index", "Servers"), ("auth.account", "Account"), ("audit.index", "Audit")]
 ADMIN_LINKS = [("admin.plugins", "Plugins")]
 
 
