@@ -25,6 +25,7 @@ from portal.signals import server_deleting
 
 MAX_NAME = 120
 MAX_URL = 2048
+MAX_ID = 2**31 - 1  # the id column is a 32-bit INTEGER on PostgreSQL; larger ids cannot exist
 AUTO = "auto"
 NOT_FOUND = ("That MCP server does not exist.", "Check the list of servers.")
 
@@ -157,7 +158,7 @@ def visible_servers(user):
 
 def get_server(user, server_id):
     """The server ``server_id`` if ``user`` may see it; NotFound otherwise (also for bad ids)."""
-    if isinstance(server_id, bool) or not isinstance(server_id, int) or not 0 < server_id < 2**63:
+    if isinstance(server_id, bool) or not isinstance(server_id, int) or not 0 < server_id <= MAX_ID:
         raise NotFound(*NOT_FOUND)
     server = db.session.scalar(select(MCPServer).where(MCPServer.id == server_id, _visible_to(user)))
     if server is None:

@@ -253,7 +253,7 @@ def test_team_admin_reads_and_removes_a_members_personal_server(cast):
     assert count_servers() == 0
 
 
-@pytest.mark.parametrize("path", ["/api/servers/999999", "/api/servers/99999999999999999999999",
+@pytest.mark.parametrize("path", ["/api/servers/999999", "/api/servers/2147483648", "/api/servers/99999999999999999999999",
                                   "/api/servers/abc", "/api/servers/-1", "/api/nothing",
                                   "/api//servers", "/api/servers//1", "/api/servers//1/tools"])
 def test_unknown_ids_and_paths_are_json_404(cast, path):
