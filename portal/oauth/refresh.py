@@ -31,6 +31,7 @@ class Fresh:
     expires_at: datetime | None = None
     refreshed: bool = False  # True if this call obtained the new pair
     skipped: bool = False  # True if another worker held the lock (``skip_locked``)
+    failure: str | None = None  # why the refresh failed, when the old token is still handed out
 
 
 def refresh_connection(connection_id, *, seen_version=None, force=False, skip_locked=False, actor=None,
@@ -120,7 +121,7 @@ def _failed(session, connection, now, error, actor):
         "reason": error.reason, "failure_count": connection.failure_count, "retry_in_seconds": delay})
     session.commit()
     if vault.is_valid(connection, now):
-        return Fresh(vault.open_token(connection), connection.expires_at)
+        return Fresh(vault.open_token(connection), connection.expires_at, failure=error.reason)
     raise RefreshFailing(error.reason, connection.provider)
 
 

@@ -56,6 +56,9 @@ def refresh(server_id):
         fresh = refresh_connection(connection.id, seen_version=connection.version, force=True, actor=current_user)
     except PortalError as error:
         return _answer(f"{error.message} {error.next_step or ''}".strip(), "error")
+    if fresh.failure:
+        return _answer(f"The token could not be refreshed: {fresh.failure}. The current one still works until it "
+                       "expires, and the portal retries on its own.", "error")
     return _answer("Token refreshed." if fresh.refreshed else "The token was just refreshed elsewhere; it is current.",
                    "success")
 
