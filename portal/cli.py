@@ -17,6 +17,7 @@ def check_config():
 
 def init_app(app):
     from portal import plugins_cli  # noqa: F401  (adds `flask portal plugins` to portal_cli)
+    from portal import accounts_cli  # noqa: F401  (adds create-admin, first-run, keys)
     from portal import oauth_cli  # noqa: F401  (adds refresh-due)
     from portal.audit_cli import audit_cli
 

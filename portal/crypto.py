@@ -16,6 +16,7 @@ from flask import current_app
 
 PREFIX = "v1"
 KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+B64URL = re.compile(r"^[A-Za-z0-9_-]*={0,2}$")
 
 
 class SealError(Exception):
@@ -48,6 +49,8 @@ class Keyring:
             if not KEY_ID.match(key_id):
                 raise ValueError("PORTAL_ENCRYPTION_KEYS: a key id must be 1-32 letters, digits, - or _")
             try:
+                if not B64URL.match(encoded):
+                    raise ValueError("not base64url")
                 key = _b64decode(encoded)
             except (binascii.Error, ValueError):
                 raise ValueError(f"PORTAL_ENCRYPTION_KEYS: key {key_id} is not base64url") from None
@@ -56,6 +59,8 @@ class Keyring:
             if key_id in dict(entries):
                 raise ValueError(f"PORTAL_ENCRYPTION_KEYS: key id {key_id} appears twice")
             entries.append((key_id, key))
+        if not entries:
+            raise ValueError("PORTAL_ENCRYPTION_KEYS: needs at least one key, written id:base64url-32-bytes")
         return cls(entries)
 
     def seal(self, plaintext, context):

@@ -4,6 +4,7 @@ Each row is updated with compare-and-swap on its old ciphertexts, so a refresh t
 token while rotation runs wins and is never overwritten; that row is picked up again on the
 next pass. Rows that are already on the primary are left alone, so a rerun is cheap.
 """
+from collections import Counter
 from dataclasses import dataclass, field
 
 from sqlalchemy import and_, or_, select, update
@@ -29,14 +30,23 @@ def sealed_models():
                    if issubclass(m.class_, Sealed) and m.class_.__sealed__), key=lambda c: c.__tablename__)
 
 
-def stale_keys_in_use(keyring):
-    """Key ids other than the primary that still seal at least one value."""
-    found = set()
+def key_usage():
+    """How many sealed values each key id seals, over every sealed column: ``{key_id: count}``."""
+    counts = Counter()
     for model in sealed_models():
         for column in model.__sealed__:
-            for value in db.session.scalars(select(getattr(model, column)).where(getattr(model, column).is_not(None))):
-                found.add(key_id_of(value))
-    return sorted(found - {keyring.primary_id})
+            query = select(getattr(model, column)).where(getattr(model, column).is_not(None))
+            for value in db.session.scalars(query.execution_options(yield_per=1000)):
+                try:
+                    counts[key_id_of(value)] += 1
+                except SealError:
+                    counts["(not a sealed value)"] += 1
+    return dict(counts)
+
+
+def stale_keys_in_use(keyring):
+    """Key ids other than the primary that still seal at least one value."""
+    return sorted(set(key_usage()) - {keyring.primary_id})
 
 
 def rotate(keyring, batch_size=200, max_passes=5):
