@@ -15,7 +15,7 @@ def create_app(config=None):
     """
     app = Flask(
         __name__,
-        instance_path=str(ROOT / "instance"),
+        instance_path=str((config or {}).get("INSTANCE_PATH") or ROOT / "instance"),
         template_folder=str(ROOT / "templates"),
         static_folder="static",
     )

@@ -40,6 +40,7 @@ SETTINGS = [
     Setting("PORTAL_TRUSTED_PROXIES", "TRUSTED_PROXIES", 0, kind=int),
     Setting("OAUTH_REDIRECT_URI", "OAUTH_REDIRECT_URI", DEFAULT_PORT_URL + "/auth/oauth/callback"),
     Setting("FRONTEND_URL", "FRONTEND_URL", DEFAULT_PORT_URL),
+    Setting("PORTAL_INVITE_TTL_HOURS", "INVITE_TTL_HOURS", 7 * 24, kind=int),
 ]
 
 # Generated in development when the variable is absent: file name and generator.
@@ -61,9 +62,13 @@ def load(app, overrides):
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_NAME="portal_session",
+        REMEMBER_COOKIE_NAME="portal_remember",
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SAMESITE="Lax",
         REMEMBER_COOKIE_DURATION=14 * 24 * 3600,
+        REMEMBER_COOKIE_REFRESH_EACH_REQUEST=False,
+        # portal.security.csrf_guard runs the CSRF check (API-key requests are exempt there).
+        WTF_CSRF_CHECK_DEFAULT=False,
         MAX_CONTENT_LENGTH=1024 * 1024,
         SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
         WTF_CSRF_TIME_LIMIT=None,
@@ -124,13 +129,22 @@ def check_production(config):
     for setting in SETTINGS:
         if setting.secret and setting.key != "RATELIMIT_STORAGE_URI" and not config.get(setting.key):
             raise ConfigError(f"{setting.env} must be set in production")
-    if len({config["SECRET_KEY"], config["AUDIT_KEY"], config["ENCRYPTION_KEYS"]}) < 3:
-        raise ConfigError("PORTAL_SECRET_KEY, PORTAL_ENCRYPTION_KEYS and PORTAL_AUDIT_KEY must differ")
+    check_keys_differ(config)
     if len(config["SECRET_KEY"]) < 32 or len(config["AUDIT_KEY"]) < 32:
         raise ConfigError("PORTAL_SECRET_KEY and PORTAL_AUDIT_KEY need at least 32 characters")
     for name in ("OAUTH_REDIRECT_URI", "FRONTEND_URL"):
         if not str(config.get(name) or "").startswith("https://"):
             raise ConfigError(f"{name} must be an https:// URL in production")
+
+
+def check_keys_differ(config):
+    """Session signing, audit chain and token sealing each need their own key material."""
+    sealing = {config["ENCRYPTION_KEYS"]} | {entry.partition(":")[2].strip() for entry in config["ENCRYPTION_KEYS"].split(",")}
+    if config["SECRET_KEY"] == config["AUDIT_KEY"]:
+        raise ConfigError("PORTAL_SECRET_KEY and PORTAL_AUDIT_KEY must differ")
+    for env, key in (("PORTAL_SECRET_KEY", "SECRET_KEY"), ("PORTAL_AUDIT_KEY", "AUDIT_KEY")):
+        if config[key] in sealing:
+            raise ConfigError(f"{env} must differ from the keys in PORTAL_ENCRYPTION_KEYS")
 
 
 def masked(value):

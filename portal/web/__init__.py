@@ -2,10 +2,10 @@
 
 
 def register_blueprints(app):
-    from portal.web import admin, api, audit, auth, home, navigation, servers
+    from portal.web import account, admin, api, audit, auth, home, members, navigation, servers
     from portal.web import oauth, settings
 
     navigation.init_app(app)
 
-    for module in (auth, home, admin, servers, api, audit, oauth, settings):
+    for module in (auth, home, admin, members, account, servers, api, audit, oauth, settings):
         app.register_blueprint(module.bp)

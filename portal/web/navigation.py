@@ -1,8 +1,10 @@
 """The top navigation, by role."""
 from flask_login import current_user
 
-MEMBER_LINKS = [("settings.index", "Settings"), ("servers.index", "Servers"), ("auth.account", "Account"), ("audit.index", "Audit")]
-ADMIN_LINKS = [("admin.plugins", "Plugins")]
+MEMBER_LINKS = [("settings.index", "Settings"),
+                ("servers.index", "Servers"), ("auth.account", "Account"), ("account.api_keys_page", "API keys"),
+                ("audit.index", "Audit")]
+ADMIN_LINKS = [("admin.plugins", "Plugins"), ("members.index", "Members")]
 
 
 def nav_links():
