@@ -66,8 +66,10 @@ def _rotate_model(model, keyring, batch_size, report):
     prefix = f"v1.{keyring.primary_id}."
     stale = or_(*[and_(getattr(model, c).is_not(None), ~getattr(model, c).startswith(prefix)) for c in model.__sealed__])
     while True:
+        _begin_batch()
         rows = db.session.scalars(select(model).where(model.id > last_id, stale).order_by(model.id).limit(batch_size)).all()
         if not rows:
+            db.session.commit()
             break
         for row in rows:
             last_id = row.id
@@ -76,6 +78,15 @@ def _rotate_model(model, keyring, batch_size, report):
         db.session.commit()
         db.session.expunge_all()
     return lost_race
+
+
+def _begin_batch():
+    """A new transaction per batch. On SQLite it takes the write lock before reading the batch:
+    a deferred read whose snapshot a concurrent refresh moved past cannot write afterwards
+    ("database is locked" at once), while a waiting BEGIN IMMEDIATE just takes its turn."""
+    db.session.commit()
+    if db.engine.dialect.name == "sqlite":
+        db.session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
 
 
 def _reseal_row(model, row, keyring, report):
