@@ -3,6 +3,7 @@ import hashlib
 import json
 import re
 
+import pytest
 from sqlalchemy import select
 
 from portal import api_keys
@@ -165,3 +166,16 @@ def test_list_api_keys_json_shows_metadata_only(app, client, auth, member):
     [item] = listing.get_json()
     assert set(item) == {"id", "name", "prefix", "created_at", "last_used_at"}
     assert key not in listing.get_data(as_text=True)
+
+
+@pytest.fixture
+def api_limit_two(app_config):
+    app_config.update(RATELIMIT_ENABLED=True, RATELIMIT_API="2/minute")
+
+
+def test_api_key_requests_are_rate_limited(api_limit_two, app, client, auth, member):
+    auth.login("member@a.test")
+    key, _ = create_key(client)
+    agent = app.test_client()
+    statuses = [agent.get("/api/me", headers=bearer(key)).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]

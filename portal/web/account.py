@@ -8,6 +8,7 @@ from jinja2_fragments.flask import render_block
 
 from portal import api_keys
 from portal.extensions import db
+from portal.ratelimit import limit_api
 
 TEMPLATE = "auth/api_keys.html"
 bp = Blueprint("account", __name__)
@@ -50,6 +51,7 @@ def revoke_api_key(key_id):
 
 
 @bp.get("/api/me")
+@limit_api
 @login_required
 def me():
     """Who the caller is: lets an agent host check its key."""
@@ -60,12 +62,14 @@ def me():
 
 
 @bp.get("/api/api-keys")
+@limit_api
 @login_required
 def list_api_keys():
     return jsonify([_key_json(key) for key in api_keys.active(current_user)])
 
 
 @bp.delete("/api/api-keys/<int:key_id>")
+@limit_api
 @login_required
 def delete_api_key(key_id):
     """Revoke one of the caller's keys (an agent host may retire its own)."""
@@ -80,4 +84,4 @@ def _key_json(key):
 
 
 def _iso(value):
-    return value.isoformat() if value else None
+    return value.isoformat().replace("+00:00", "Z") if value else None
