@@ -123,9 +123,11 @@ def unauthorized():
 
 
 class RedactSecretPaths(logging.Filter):
-    """Blank invitation tokens out of access-log lines (werkzeug, gunicorn)."""
+    """Blank invitation tokens and the OAuth callback's query (code, state) out of access-log
+    lines (werkzeug, gunicorn)."""
 
     PATTERN = re.compile(r"/invite/[^\s?\"]+")
+    CALLBACK = re.compile(r"(/auth/oauth/callback\?)[^\s\"]+")
 
     def filter(self, record):
         if isinstance(record.args, dict):
@@ -136,7 +138,9 @@ class RedactSecretPaths(logging.Filter):
         return True
 
     def _clean(self, value):
-        return self.PATTERN.sub("/invite/[redacted]", value) if isinstance(value, str) else value
+        if not isinstance(value, str):
+            return value
+        return self.CALLBACK.sub(r"\1[redacted]", self.PATTERN.sub("/invite/[redacted]", value))
 
 
 def add_security_headers(response):
