@@ -35,8 +35,6 @@ def origin(url):
 class BearerAuth(httpx2.Auth):
     """Adds the token to requests for the server's origin; on 401 refreshes once and retries."""
 
-    requires_request_body = True  # the retry resends the body
-
     def __init__(self, url, tokens, token):
         self.origin = origin(url)
         self.tokens = tokens
@@ -50,6 +48,7 @@ class BearerAuth(httpx2.Auth):
         if origin(request.url) != self.origin:
             self._refuse_redirect((yield request))  # another origin never sees the token
             return
+        await request.aread()  # the retry after a 401 resends the body
         sent = self.token
         request.headers["Authorization"] = f"Bearer {sent}"
         response = yield request
