@@ -2,18 +2,20 @@
 
 ``parse()`` turns query-string arguments into ``Filters`` and refuses anything it does not know
 (``BadInput`` naming the parameter). ``page()`` returns one page newest first, keyset-paginated on
-``id`` so a deep page costs what the first one does; ``stream()`` walks the same query in keyset
-batches for exports, so memory stays flat however many rows match. A ``Scope`` says whose events
-the caller may see: a team (admins), or a team member's own events.
+``id`` so a deep page costs what the first one does; ``batches()`` walks the same query in keyset
+batches for exports (``portal.audit_export``), so memory stays flat however many rows match. A
+``Scope`` says whose events the caller may see: a team (admins), or a member's own events.
+
+Every query walks one of the ``(team_id, <column>, id)`` indexes newest first. A filter that is
+an OR (a member's events: actor *or* target; an actor named by text: several users) becomes a
+UNION of such walks, each stopping after one page, instead of one walk that filters row by row.
 """
-import csv
-import io
-import json
+import itertools
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
-from sqlalchemy import and_, false, or_, select
+from sqlalchemy import and_, or_, select, union
 
 from portal.audit import OUTCOMES, Action
 from portal.errors import BadInput
@@ -23,6 +25,7 @@ FILTERS = ("actor", "action", "provider", "target_type", "target_id", "outcome",
 PAGING = ("before", "limit")
 DEFAULT_LIMIT, MAX_LIMIT = 50, 200
 EXPORT_BATCH = 2000
+MAX_ACTOR_BRANCHES = 8  # an actor text matching more users than this is one IN (...) walk
 MAX_ID = 2**63 - 1
 COLUMNS = [column for column in AuditEvent.__table__.columns]
 _NAME = re.compile(r"^[a-z0-9_.-]{1,64}$")
@@ -124,115 +127,102 @@ def parse(args, allowed=FILTERS + PAGING):
     return filters, prefix, _integer(args, "before", 1, MAX_ID), _integer(args, "limit", 1, MAX_LIMIT, DEFAULT_LIMIT)
 
 
-def _scope_conditions(scope):
-    conditions = [AuditEvent.team_id == scope.team_id]
-    if scope.user_id is not None:
-        conditions.append(or_(AuditEvent.actor_id == scope.user_id,
-                              and_(AuditEvent.target_type == "users", AuditEvent.target_id == str(scope.user_id))))
-    return conditions
+def _scope_alternatives(scope):
+    if scope.user_id is None:
+        return []
+    return [[AuditEvent.actor_id == scope.user_id,
+             and_(AuditEvent.target_type == "users", AuditEvent.target_id == str(scope.user_id))]]
 
 
-def _actor_condition(scope, actor):
-    """An id, or a substring of the copied e-mail or of a team member's current name or e-mail."""
+def _actor_alternatives(session, scope, actor):
+    """An id; or a team member whose e-mail or name contains the text, or a recorded name that
+    does (events without a user: ``system``, the e-mail typed at a failed sign-in)."""
     if actor.isdigit():
-        return AuditEvent.actor_id == int(actor)
-    members = select(User.id).where(User.team_id == scope.team_id, or_(
-        User.email.icontains(actor, autoescape=True), User.name.icontains(actor, autoescape=True)))
-    return or_(AuditEvent.actor_id.in_(members), AuditEvent.actor_name.icontains(actor, autoescape=True))
+        return [[AuditEvent.actor_id == int(actor)]]
+    ids = session.scalars(select(User.id).where(User.team_id == scope.team_id, or_(
+        User.email.icontains(actor, autoescape=True), User.name.icontains(actor, autoescape=True)))).all()
+    by_name = and_(AuditEvent.actor_id.is_(None), AuditEvent.actor_name.icontains(actor, autoescape=True))
+    if len(ids) > MAX_ACTOR_BRANCHES:
+        return [[AuditEvent.actor_id.in_(ids), by_name]]
+    return [[AuditEvent.actor_id == user_id for user_id in ids] + [by_name]]
 
 
-def _date_conditions(session, filters):
+def _date_conditions(filters):
     """Date bounds, plus the same bounds as ids so the keyset walk starts in the right place.
 
-    Times are stamped under the chain lock, so id order is time order and the first (last)
-    event of the range by time is also the first (last) by id.
+    Times are stamped under the chain lock, so id order is time order: the first event at or
+    after the start is also the first by id (a subquery the database evaluates once).
     """
     conditions = []
     if filters.date_from:
         start = datetime.combine(filters.date_from, time(), tzinfo=timezone.utc)
-        first = session.scalar(select(AuditEvent.id).where(AuditEvent.created_at >= start)
-                               .order_by(AuditEvent.created_at, AuditEvent.id).limit(1))
-        conditions += [AuditEvent.created_at >= start, AuditEvent.id >= first if first else false()]
+        first = select(AuditEvent.id).where(AuditEvent.created_at >= start).order_by(AuditEvent.created_at).limit(1)
+        conditions += [AuditEvent.created_at >= start, AuditEvent.id >= first.scalar_subquery()]
     if filters.date_to:
         end = datetime.combine(filters.date_to + timedelta(days=1), time(), tzinfo=timezone.utc)
-        last = session.scalar(select(AuditEvent.id).where(AuditEvent.created_at < end)
-                              .order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc()).limit(1))
-        conditions += [AuditEvent.created_at < end, AuditEvent.id <= last if last else false()]
+        last = select(AuditEvent.id).where(AuditEvent.created_at < end).order_by(AuditEvent.created_at.desc()).limit(1)
+        conditions += [AuditEvent.created_at < end, AuditEvent.id <= last.scalar_subquery()]
     return conditions
 
 
-def query(session, scope, filters):
-    """SELECT of the event columns that ``scope`` may see and ``filters`` match (no order, no limit)."""
-    conditions = _scope_conditions(scope) + _date_conditions(session, filters)
-    if filters.actor:
-        conditions.append(_actor_condition(scope, filters.actor))
+def _plain_conditions(filters):
+    conditions = _date_conditions(filters)
     if filters.actions:
         conditions.append(AuditEvent.action.in_(filters.actions) if len(filters.actions) > 1
                           else AuditEvent.action == filters.actions[0])
     for name in ("provider", "target_type", "target_id", "outcome"):
         if getattr(filters, name):
             conditions.append(getattr(AuditEvent, name) == getattr(filters, name))
-    return select(*COLUMNS).where(*conditions)
+    return conditions
+
+
+def _parts(session, scope, filters):
+    """(conditions every event must meet, groups of alternatives of which one must hold)."""
+    groups = _scope_alternatives(scope)
+    if filters.actor:
+        groups += _actor_alternatives(session, scope, filters.actor)
+    return [AuditEvent.team_id == scope.team_id] + _plain_conditions(filters), groups
+
+
+def query(session, scope, filters, columns=COLUMNS):
+    """One SELECT (alternatives as OR) of the events ``scope`` may see and ``filters`` match."""
+    common, groups = _parts(session, scope, filters)
+    return select(*columns).where(*common, *[or_(*group) for group in groups])
+
+
+def ordered(session, scope, filters, limit, before=None, columns=COLUMNS):
+    """Up to ``limit`` matching events older than id ``before``, newest first, by index walks."""
+    common, groups = _parts(session, scope, filters)
+    if before is not None:
+        common.append(AuditEvent.id < before)
+    branches = list(itertools.product(*groups))
+    if len(branches) == 1:
+        return select(*columns).where(*common, *branches[0]).order_by(AuditEvent.id.desc()).limit(limit)
+    # Each walk reads ids only (its index holds them); the rows are fetched once, by primary key.
+    walks = [select(AuditEvent.id).where(*common, *branch).order_by(AuditEvent.id.desc()).limit(limit).subquery()
+             for branch in branches]
+    merged = union(*[select(walk.c.id) for walk in walks]).subquery()
+    newest = select(merged.c.id).order_by(merged.c.id.desc()).limit(limit)
+    return select(*columns).where(AuditEvent.id.in_(newest)).order_by(AuditEvent.id.desc())
 
 
 def page(session, scope, filters, before=None, limit=DEFAULT_LIMIT):
     """``(rows, next_before)``: up to ``limit`` events older than id ``before``, newest first."""
-    statement = query(session, scope, filters)
-    if before is not None:
-        statement = statement.where(AuditEvent.id < before)
-    rows = session.execute(statement.order_by(AuditEvent.id.desc()).limit(min(limit, MAX_LIMIT) + 1)).all()
+    limit = min(limit, MAX_LIMIT)
+    rows = session.execute(ordered(session, scope, filters, limit + 1, before)).all()
     more = len(rows) > limit
     rows = rows[:limit]
     return rows, (rows[-1].id if more and rows else None)
 
 
-def batches(session, scope, filters, batch=None):
+def batches(session, scope, filters, columns=COLUMNS, batch=None):
     """Every matching event newest first, as lists of rows fetched by keyset (flat memory)."""
-    batch = batch or EXPORT_BATCH
-    statement, before = query(session, scope, filters).order_by(AuditEvent.id.desc()).limit(batch), None
+    batch, before = batch or EXPORT_BATCH, None
+    connection = session.connection()  # plain rows: no ORM bookkeeping per row
     while True:
-        rows = session.execute(statement if before is None else statement.where(AuditEvent.id < before)).all()
+        rows = connection.execute(ordered(session, scope, filters, batch, before, columns)).all()
         if rows:
             yield rows
         if len(rows) < batch:
             return
         before = rows[-1].id
-
-
-EXPORT_FIELDS = [column.name for column in COLUMNS]
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _cell(value):
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    text = str(value)
-    # A spreadsheet would run a cell starting with = + - @ as a formula (CSV injection).
-    return "'" + text if text.startswith(_FORMULA_START) and not isinstance(value, int) else text
-
-
-def csv_chunks(row_batches):
-    """CSV text, a header then one chunk per batch."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(EXPORT_FIELDS)
-    yield buffer.getvalue()
-    for rows in row_batches:
-        buffer.seek(0)
-        buffer.truncate()
-        writer.writerows([_cell(value) for value in row] for row in rows)
-        yield buffer.getvalue()
-
-
-def jsonl_chunks(row_batches):
-    """JSON Lines, one object per event (``details`` as an object), one chunk per batch."""
-    for rows in row_batches:
-        lines = []
-        for row in rows:
-            item = row._asdict()
-            item["created_at"] = item["created_at"].isoformat()
-            item["details"] = json.loads(item["details"] or "{}")
-            lines.append(json.dumps(item, separators=(",", ":")))
-        yield "\n".join(lines) + "\n"
