@@ -233,10 +233,12 @@ def bulk_load(kind, url, team_events, other_events):
             cursor = raw.cursor()
             rows = generate(app, team_events, other_events)
             if kind == "postgresql":
+                cursor.execute("ALTER TABLE audit_events DISABLE TRIGGER audit_events_move_head")  # head set below
                 with cursor.copy(f"COPY audit_events ({', '.join(COLUMNS)}) FROM STDIN") as copy:
                     for row in rows:
                         copy.write_row(_db_values(row))
                         last = row
+                cursor.execute("ALTER TABLE audit_events ENABLE TRIGGER audit_events_move_head")
             else:
                 insert = f"INSERT INTO audit_events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
                 cursor.execute("BEGIN")  # the portal's SQLite connections autocommit unless told

@@ -199,9 +199,7 @@ def _append(event):
     event.prev_hash = prev_hash
     event.hash = chain_hash(chain_key(current_app), prev_hash, hashed_fields(event))
     session.add(event)
-    session.flush()
-    session.execute(update(AuditChainHead).where(AuditChainHead.id == 1)
-                    .values(last_hash=event.hash, last_event_id=event.id))
+    session.flush()  # the database moves the head to this event (trigger audit_events_move_head)
     # Until this transaction ends we hold the head lock, so later events need not read it again.
     session.info[_HEAD_CACHE] = event.hash
 

@@ -124,12 +124,11 @@ def _copy_event(connection, source_id, new_id):
                             "WHERE id = :source"), {"new": new_id, "source": source_id})
 
 
-def test_verify_catches_inserted_copy_even_when_head_is_moved(runner):
+def test_verify_catches_inserted_copy_even_when_head_moves_with_it(runner):
     append(4)
-    with tampering() as connection:  # replay event 2 at the end and make the head point at it
+    with tampering() as connection:  # replay event 2 at the end (the insert moves the head to it)
         _copy_event(connection, 2, 5)
-        copy_hash = connection.execute(text("SELECT hash FROM audit_events WHERE id = 5")).scalar()
-        connection.execute(text("UPDATE audit_chain_head SET last_event_id = 5, last_hash = :h"), {"h": copy_hash})
+    assert db.session.get(AuditChainHead, 1).last_event_id == 5
     code, output = verify(runner)
     assert code == 1
     assert "BROKEN at event #5 (inserted)" in output and "earlier event #1" in output
@@ -137,8 +136,11 @@ def test_verify_catches_inserted_copy_even_when_head_is_moved(runner):
 
 def test_verify_catches_event_inserted_beyond_head(runner):
     append(3)
-    with tampering() as connection:
+    with tampering() as connection:  # the insert moves the head; the attacker moves it back
+        head = connection.execute(text("SELECT last_event_id, last_hash FROM audit_chain_head")).one()
         _copy_event(connection, 3, 4)
+        connection.execute(text("UPDATE audit_chain_head SET last_event_id = :id, last_hash = :h"),
+                           {"id": head.last_event_id, "h": head.last_hash})
     code, output = verify(runner)
     assert code == 1 and "BROKEN at event #4 (inserted)" in output
 

@@ -43,7 +43,8 @@ class AuditEvent(db.Model):
 
 
 class AuditChainHead(db.Model):
-    """Single row (id=1): the last event's id and hash, locked by each append."""
+    """Single row (id=1): the last event's id and hash. Each append locks it first; the insert
+    trigger ``audit_events_move_head`` (migration 0001) moves it to the new event."""
 
     __tablename__ = "audit_chain_head"
 
