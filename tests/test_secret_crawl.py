@@ -11,6 +11,7 @@ decoded content.
 """
 import json
 import re
+from dataclasses import replace
 from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
 
@@ -142,11 +143,11 @@ def crawl(world, seeds, role):
 
 
 def key_crawl(world, seeds, role):
-    """The JSON API as an agent host sees it, with the role's API key."""
+    """Every JSON GET as an agent host sees it, with the role's API key instead of a cookie."""
     problems = []
     for route in ROUTES:
-        if route.method == "GET" and route.auth == "key":
-            response = call(world, route, role, seeds.objects)
+        if route.method == "GET" and route.url(seeds.objects).startswith("/api/"):
+            response = call(world, replace(route, auth="key"), role, seeds.objects)
             problems += [f"{role} API key GET {route.url(seeds.objects)}: carries {s[:16]}…"
                          for s in seeds.leaks("/api", response_text(response))]
     return problems
@@ -173,6 +174,8 @@ def test_crawl_reaches_the_pages_that_hold_the_secrets(world, seeds):
             f"/servers/{seeds.objects.server.id}"} <= paths
     owner_pages = world.client(OWNER).get("/settings").get_data(as_text=True)
     assert seeds.objects.server.name in owner_pages
+    by_key = world.client(OWNER, auth="key").get("/api/servers", headers={"Authorization": f"Bearer {world.key(OWNER)}"})
+    assert by_key.status_code == 200 and seeds.objects.server.name in by_key.get_data(as_text=True)
     visited, _ = crawl(world, seeds, ADMIN)
     paths = {path.split("?")[0] for path, status in visited if status == 200}
     assert {"/admin/plugins", "/admin/members", "/audit"} <= paths
