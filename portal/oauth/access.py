@@ -5,7 +5,7 @@ their team. Connections are personal: a user sees, refreshes and revokes only th
 other id (another user's, another team's, or one that does not exist) is ``NotFound``, so ids
 do not leak.
 """
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, func, or_, select
 
 from portal.errors import BadInput, NotFound
 from portal.extensions import db
@@ -60,6 +60,29 @@ def own_connections(user):
                  .where(Connection.user_id == user.id)
                  .order_by(MCPServer.name, MCPServer.id, Connection.provider))
     return [tuple(row) for row in db.session.execute(statement)]
+
+
+def _overview_statement():
+    joined = (Connection.server_id == MCPServer.id) & (Connection.user_id == bindparam("user_id"))
+    visible = or_(MCPServer.owner_id == bindparam("user_id"), MCPServer.visibility == "team", Connection.id.is_not(None))
+    return (select(MCPServer.id.label("sid"), MCPServer.name.label("server_name"), MCPServer.visibility,
+                   MCPServer.provider.label("server_provider"), Connection.id, Connection.server_id,
+                   Connection.provider, Connection.status, Connection.access_token, Connection.refresh_token,
+                   Connection.expires_at, Connection.scope, Connection.account_label, Connection.last_refresh_at)
+            .outerjoin(Connection, joined).where(MCPServer.team_id == bindparam("team_id"), visible)
+            .order_by(func.lower(MCPServer.name), MCPServer.id, Connection.provider))
+
+
+# Built once and reused with new parameters: the Settings fragment runs it every 15 s per user.
+_OVERVIEW = _overview_statement()
+
+
+def overview(user):
+    """One row per (server, connection) for the Settings page, in one query of plain columns: the
+    servers ``user`` can use, and any server they hold a connection to. A server without a
+    connection comes once, with the connection's columns None."""
+    with db.engine.connect() as connection:
+        return connection.execute(_OVERVIEW, {"user_id": user.id, "team_id": user.team_id}).all()
 
 
 def own_connection(user, server_id, provider=None):

@@ -22,6 +22,20 @@ class Flights:
         self._lock = threading.Lock()
         self._running = {}
 
+    def running(self, key):
+        """The flight in progress for ``key``, or None."""
+        with self._lock:
+            return self._running.get(key)
+
+    @staticmethod
+    def join(flight, wait_seconds):
+        """Wait for ``flight`` and share its outcome."""
+        if not flight.done.wait(wait_seconds):
+            raise RefreshBusy()
+        if flight.error is not None:
+            raise flight.error
+        return flight.result
+
     def run(self, key, call, wait_seconds):
         """``call()`` once for all concurrent callers of ``key``; followers wait ``wait_seconds``."""
         with self._lock:
@@ -30,11 +44,7 @@ class Flights:
             if leader:
                 flight = self._running[key] = _Flight()
         if not leader:
-            if not flight.done.wait(wait_seconds):
-                raise RefreshBusy()
-            if flight.error is not None:
-                raise flight.error
-            return flight.result
+            return self.join(flight, wait_seconds)
         try:
             flight.result = call()
         except Exception as error:

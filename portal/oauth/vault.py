@@ -11,7 +11,7 @@ import logging
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from portal import audit
 from portal.crypto import SealError, keyring, seal_field
@@ -21,8 +21,13 @@ from portal.oauth.errors import NotConnected, TokensExpired
 
 log = logging.getLogger("portal.oauth")
 USABLE = ("connected", "expiring", "refresh_failing")
-_READ = (Connection.id, Connection.user_id, Connection.server_id, Connection.provider, Connection.access_token,
-         Connection.expires_at, Connection.status, Connection.version)
+# Built once: a statement object reused with new parameters skips SQLAlchemy's per-call
+# construction and result adaptation (2/3 of this read's cost otherwise).
+_READ = select(Connection.id, Connection.user_id, Connection.server_id, Connection.provider, Connection.access_token,
+               Connection.expires_at, Connection.status, Connection.version).where(
+    Connection.user_id == bindparam("user_id"), Connection.server_id == bindparam("server_id"))
+_READ_PROVIDER = _READ.where(Connection.provider == bindparam("provider"))
+_SERVER_PROVIDER = select(MCPServer.provider).where(MCPServer.id == bindparam("server_id"))
 
 
 def is_fresh(expires_at, now=None, skew=None):
@@ -86,15 +91,20 @@ def valid_access_token(user_id, server_id, provider=None, rejected_token=None):
     unless another worker already replaced it. Raises NotConnected, TokensExpired ("OAuth tokens
     expired"), RefreshFailing (the provider did not answer; tokens kept) or RefreshBusy.
     """
+    key = (user_id, server_id, provider, rejected_token is not None)
+    flights = current_app.extensions["portal.oauth.flights"]
+    flight = flights.running(key)
+    if flight is not None:  # a refresh for this caller's connection is under way here: share it
+        return flights.join(flight, _flight_wait()).access_token
     row = _read(user_id, server_id, provider)
     if row.status not in USABLE or row.access_token is None:
         raise TokensExpired(provider=row.provider)
     token = open_token(row)
-    if rejected_token is not None:
-        return token if token != rejected_token else _refreshed(row, force=True)
-    if is_fresh(row.expires_at):
+    if rejected_token is not None and token != rejected_token:
+        return token  # another worker replaced the refused token already
+    if rejected_token is None and is_fresh(row.expires_at):
         return token
-    return _refreshed(row, force=False)
+    return _refreshed(key, row, force=rejected_token is not None)
 
 
 def refresh_after_rejection(user_id, server_id, rejected, provider=None):
@@ -103,27 +113,30 @@ def refresh_after_rejection(user_id, server_id, rejected, provider=None):
 
 
 def _read(user_id, server_id, provider):
-    statement = select(*_READ).where(Connection.user_id == user_id, Connection.server_id == server_id)
-    if provider is not None:
-        statement = statement.where(Connection.provider == provider)
+    parameters = {"user_id": user_id, "server_id": server_id, "provider": provider}
     with db.engine.connect() as connection:
-        rows = connection.execute(statement).all()
+        rows = connection.execute(_READ if provider is None else _READ_PROVIDER, parameters).all()
         if len(rows) > 1:
-            preferred = connection.execute(select(MCPServer.provider).where(MCPServer.id == server_id)).scalar()
-            rows = [row for row in rows if row.provider == preferred] or rows[:0]
+            preferred = connection.execute(_SERVER_PROVIDER, parameters).scalar()
+            rows = [row for row in rows if row.provider == preferred]
     if len(rows) != 1:
         raise NotConnected(provider)
     return rows[0]
 
 
-def _refreshed(row, force):
+def _flight_wait():
+    config = current_app.config
+    return float(config["OAUTH_LOCK_TIMEOUT"]) + float(config["OAUTH_HTTP_TIMEOUT"]) + 5
+
+
+def _refreshed(key, row, force):
+    """Refresh through the process's single flight for ``key`` (threads of one process share it;
+    other processes and hosts meet at the row lock)."""
     from portal.oauth.refresh import refresh_connection
 
-    config = current_app.config
-    wait = float(config["OAUTH_LOCK_TIMEOUT"]) + float(config["OAUTH_HTTP_TIMEOUT"]) + 5
     flights = current_app.extensions["portal.oauth.flights"]
     call = lambda: refresh_connection(row.id, seen_version=row.version, force=force)  # noqa: E731
-    return flights.run((row.id, force), call, wait).access_token
+    return flights.run(key, call, _flight_wait()).access_token
 
 
 def store_tokens(connection, token, now, keep_refresh_token=None):
