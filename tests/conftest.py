@@ -146,3 +146,13 @@ def redis_url():
     except Exception as error:
         need("Redis", f"{REDIS_URL}: {error}")
     return REDIS_URL
+
+
+@pytest.fixture
+def world(app_config, request):
+    """Team A (admin, owner, teammate) and team O (other_admin), signed in, with A's objects on
+    demand: the cross-cutting route tests' world (tests/access_world.py)."""
+    from tests.access_world import World, world_config
+
+    world_config(app_config)
+    return World(request.getfixturevalue("app"))

@@ -10,11 +10,10 @@ import pytest
 from sqlalchemy import func, select
 
 from portal.extensions import db
-from tests.test_access_matrix import (
-    ADMIN, ANONYMOUS, OK, OWNER, REACHED, ROLES, ROUTES, STATE_CHANGING, call, matches, outcome, rule_keys,
-    snapshot,
-    world,  # noqa: F401 (fixture)
+from tests.access_world import (
+    ADMIN, ANONYMOUS, OK, OWNER, REACHED, ROLES, STATE_CHANGING, call, matches, outcome, rule_keys, snapshot,
 )
+from tests.test_access_matrix import ROUTES
 
 CSRF_MESSAGE = "security token"
 # GET endpoints that change state by protocol, with the reason. Nothing else may.

@@ -19,9 +19,8 @@ import pytest
 from sqlalchemy import select
 
 from portal.extensions import db
-from tests.test_access_matrix import (
-    ADMIN, ANONYMOUS, OWNER, PROVIDER, ROLES, ROUTES, call, response_text, world,  # noqa: F401 (fixture)
-)
+from tests.access_world import ADMIN, ANONYMOUS, OWNER, PROVIDER, ROLES, call, response_text
+from tests.test_access_matrix import ROUTES
 
 MAX_PAGES = 250
 PAGE_SECRET = "page-typed-SEKRIT-client-secret-7f3e"

@@ -16,7 +16,8 @@ import pytest
 from portal import ROOT
 from portal.extensions import db
 from tests.conftest import PASSWORD
-from tests.test_access_matrix import ROLES, ROUTES, STATE_CHANGING, call, world  # noqa: F401 (fixture)
+from tests.access_world import ROLES, STATE_CHANGING, call
+from tests.test_access_matrix import ROUTES
 from tests.test_csrf_routes import acting_role
 
 STATIC = ROOT / "portal" / "static"
