@@ -81,8 +81,8 @@ def overview(user):
     """One row per (server, connection) for the Settings page, in one query of plain columns: the
     servers ``user`` can use, and any server they hold a connection to. A server without a
     connection comes once, with the connection's columns None."""
-    with db.engine.connect() as connection:
-        return connection.execute(_OVERVIEW, {"user_id": user.id, "team_id": user.team_id}).all()
+    # Core on the session's own connection: no second pool checkout, no ORM result machinery.
+    return db.session.connection().execute(_OVERVIEW, {"user_id": user.id, "team_id": user.team_id}).all()
 
 
 def own_connection(user, server_id, provider=None):

@@ -90,12 +90,17 @@ def valid_access_token(user_id, server_id, provider=None, rejected_token=None):
     ``rejected_token``: the token a resource server just refused (HTTP 401); it is refreshed
     unless another worker already replaced it. Raises NotConnected, TokensExpired ("OAuth tokens
     expired"), RefreshFailing (the provider did not answer; tokens kept) or RefreshBusy.
+    Concurrent calls for the same connection in one process share one read (and one refresh):
+    a crowd arriving on an expired token neither queues for database connections nor for the lock.
     """
-    key = (user_id, server_id, provider, rejected_token is not None)
     flights = current_app.extensions["portal.oauth.flights"]
-    flight = flights.running(key)
-    if flight is not None:  # a refresh for this caller's connection is under way here: share it
-        return flights.join(flight, _flight_wait()).access_token
+    key = (user_id, server_id, provider, rejected_token)
+    return flights.run(key, lambda: _valid_access_token(user_id, server_id, provider, rejected_token), _flight_wait())
+
+
+def _valid_access_token(user_id, server_id, provider, rejected_token):
+    from portal.oauth.refresh import refresh_connection
+
     row = _read(user_id, server_id, provider)
     if row.status not in USABLE or row.access_token is None:
         raise TokensExpired(provider=row.provider)
@@ -104,7 +109,7 @@ def valid_access_token(user_id, server_id, provider=None, rejected_token=None):
         return token  # another worker replaced the refused token already
     if rejected_token is None and is_fresh(row.expires_at):
         return token
-    return _refreshed(key, row, force=rejected_token is not None)
+    return refresh_connection(row.id, seen_version=row.version, force=rejected_token is not None).access_token
 
 
 def refresh_after_rejection(user_id, server_id, rejected, provider=None):
@@ -127,16 +132,6 @@ def _read(user_id, server_id, provider):
 def _flight_wait():
     config = current_app.config
     return float(config["OAUTH_LOCK_TIMEOUT"]) + float(config["OAUTH_HTTP_TIMEOUT"]) + 5
-
-
-def _refreshed(key, row, force):
-    """Refresh through the process's single flight for ``key`` (threads of one process share it;
-    other processes and hosts meet at the row lock)."""
-    from portal.oauth.refresh import refresh_connection
-
-    flights = current_app.extensions["portal.oauth.flights"]
-    call = lambda: refresh_connection(row.id, seen_version=row.version, force=force)  # noqa: E731
-    return flights.run(key, call, _flight_wait()).access_token
 
 
 def store_tokens(connection, token, now, keep_refresh_token=None):
