@@ -35,6 +35,7 @@ def test_admin_invites_a_member_who_joins_and_creates_an_api_key(page, admin, sh
 
     page.goto(link)
     assert "Join" in page.locator("h1").inner_text()
+    assert page.locator("input[name=username]").is_hidden()  # only for password managers
     page.get_by_label("Your name").fill("Nina Newcomer")
     page.get_by_label("Password (at least").fill("a long new password 7")
     page.get_by_label("Password again").fill("a long new password 7")
@@ -44,6 +45,8 @@ def test_admin_invites_a_member_who_joins_and_creates_an_api_key(page, admin, sh
     assert "Welcome to" in page.locator("#flash").inner_text()
     assert page.locator(".who").inner_text().startswith("newcomer@a.test")
 
+    page.goto("/account")
+    assert page.locator("input[name=username]").is_hidden()
     page.goto("/account/api-keys")
     page.evaluate("() => { window.notReloaded = true }")
     page.get_by_label("Name (which host uses it)").fill("laptop agent")
