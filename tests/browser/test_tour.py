@@ -73,3 +73,24 @@ def test_htmx_error_answer_is_shown_to_the_user(page, console, admin, shoot):
     page.get_by_role("button", name="Create invitation link").click()
     page.locator("#flash", has_text="already exists").wait_for(timeout=5000)
     shoot(page, "admin-invite-conflict")
+
+
+def test_htmx_action_after_sessions_ended_elsewhere_leads_to_sign_in(page, browser, live_server, console, member):
+    """"Log out everywhere" on another device: the next HTMX click on this one goes to sign in."""
+    console.allow(r"status of 401")
+    console.allow(r"Response Status Error Code 401")
+    sign_in(page, member.email)
+    page.goto("/account/api-keys")
+    other = browser.new_context(base_url=live_server.url)
+    try:
+        elsewhere = other.new_page()
+        sign_in(elsewhere, member.email)
+        elsewhere.goto("/account")
+        with elsewhere.expect_navigation():
+            elsewhere.get_by_role("button", name="Log out everywhere").click()
+    finally:
+        other.close()
+    page.get_by_label("Name (which host uses it)").fill("too late")
+    with page.expect_navigation(url="**/login*"):
+        page.get_by_role("button", name="Create key").click()
+    assert page.get_by_role("heading", name="Sign in").is_visible()
