@@ -183,3 +183,17 @@ def test_token_without_expiry_counts_as_valid(client, alice, connected):
     db.session.commit()
     [entry] = client.get("/auth/oauth/status").get_json()
     assert entry["is_valid"] is True and entry["status"] == "connected" and entry["expires_at"] is None
+
+
+def test_a_reused_status_fragment_carries_a_working_csrf_token(client, alice, connected, oauth_peer):
+    import re
+
+    first = client.get("/settings/status", headers=HX).get_data(as_text=True)
+    again = client.get("/settings/status", headers=HX).get_data(as_text=True)
+    assert again == first  # nothing changed: the last rendering is reused
+    token = re.search(r'name="csrf_token" value="([^"]+)"', again).group(1)
+    response = client.post(f"/settings/connections/{connected.id}/refresh", data={"provider": "peer", "csrf_token": token},
+                           headers=HX)
+    assert response.status_code == 200 and "Token refreshed." in response.get_data(as_text=True)
+    changed = client.get("/settings/status", headers=HX).get_data(as_text=True)
+    assert changed != first and "last refresh" in row_html(changed, connected.id)

@@ -4,11 +4,11 @@ One template (``settings/index.html``); its ``status`` block is also served alon
 fragment that re-renders itself every 15 s and after each action. Every form also works
 without JavaScript (POST, then 303 back here). Metadata only: no token reaches a page.
 """
+import time
 from dataclasses import dataclass
 
-from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
-from flask_wtf.csrf import generate_csrf
 from jinja2_fragments.flask import render_block
 
 from portal import ratelimit
@@ -46,11 +46,23 @@ def index():
 
 @bp.get("/status")
 def status():
-    """The live status part alone (polled by HTMX); unchanged rows reuse the last rendering."""
-    rows = status_rows(current_user)
-    key = (current_user.id, tuple(rows), generate_csrf())
+    """The live status part alone (polled by HTMX). The HTML is a function of the rows read, of
+    what the clock makes of them (status, "expires in") and of the session's CSRF secret: when
+    none of that changed since the last poll, the last rendering is reused."""
+    now, records = utcnow(), access.overview(current_user)
+    clock = tuple((vault.status_of(r, now), expires_text(r.expires_at, now)) for r in records if r.id is not None)
+    key = (current_user.id, _csrf_generation(), tuple(records), clock)
     cache = current_app.extensions["portal.settings.fragments"]
-    return cache.get_or_render(key, lambda: render_block(TEMPLATE, "status", rows=rows))
+    return cache.get_or_render(key, lambda: render_block(TEMPLATE, "status", rows=_rows(records, now)))
+
+
+def _csrf_generation():
+    """What the rendered CSRF tokens depend on: the session's raw secret and, when tokens expire
+    (WTF_CSRF_TIME_LIMIT), the half-life window they were signed in. A cached fragment's token
+    (signed a moment earlier for the same secret) is then as good as a fresh one."""
+    secret = session.get(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"))
+    limit = current_app.config.get("WTF_CSRF_TIME_LIMIT")
+    return secret, int(time.time() // max(limit / 2, 1)) if limit else None
 
 
 @bp.post("/connections/<int:server_id>/refresh")
@@ -95,11 +107,12 @@ def _answer(message, category):
 
 def status_rows(user, now=None):
     """One row per (server, connection) the user can see here; a server without one gets a row too."""
-    now = now or utcnow()
-    providers = registry().active
-    urls = _url_patterns()
-    return [_row(record, providers.get(record.provider or record.server_provider), now, urls)
-            for record in access.overview(user)]
+    return _rows(access.overview(user), now or utcnow())
+
+
+def _rows(records, now):
+    providers, urls = registry().active, _url_patterns()
+    return [_row(record, providers.get(record.provider or record.server_provider), now, urls) for record in records]
 
 
 def _url_patterns():
