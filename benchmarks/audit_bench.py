@@ -422,7 +422,7 @@ def machine():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="events in the benchmarked team")
-    parser.add_argument("--appends", type=int, default=2000, help="events appended per append run")
+    parser.add_argument("--appends", type=int, default=1000, help="events appended per append run")
     parser.add_argument("--dbs", default="postgresql,sqlite", help="comma-separated: postgresql, sqlite")
     parser.add_argument("--pg", default=PG_DEFAULT, help="PostgreSQL URL of a database this may drop and recreate")
     parser.add_argument("--parts", default="appends,queries", help="comma-separated: appends, queries")

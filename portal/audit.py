@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app, has_app_context
 from flask_login import current_user
-from sqlalchemy import event as sa_event, update
+from sqlalchemy import bindparam, event as sa_event, insert, update
 from sqlalchemy.orm import Session
 
 from portal.extensions import db
@@ -37,6 +37,11 @@ SECRET_WORDS = frozenset({
 })
 SAFE_LAST_WORDS = frozenset({"id", "ids", "fingerprint", "fingerprints", "hint", "count", "type", "prefix", "length"})
 _HEAD_CACHE = "portal.audit_head"
+# Statements built once: their parameters are passed at each execution, so nothing is rebuilt.
+_LOCK_HEAD = (update(AuditChainHead.__table__).where(AuditChainHead.__table__.c.id == 1)
+              .values(updated_at=bindparam("now")).returning(AuditChainHead.__table__.c.last_hash))
+_INSERT_EVENT = insert(AuditEvent.__table__).returning(AuditEvent.__table__.c.id)
+_EVENT_COLUMNS = [column.key for column in AuditEvent.__table__.columns if column.key != "id"]
 
 
 class Action(str, Enum):
@@ -166,16 +171,16 @@ def record(action, *, actor=None, actor_name=None, team_id=None, target=None, ta
     check_details(details)
     actor = actor if actor is not None else _current_actor()
     name = actor_name or getattr(actor, "email", None)
-    event = AuditEvent(
-        actor_id=getattr(actor, "id", None),
-        actor_name=None if name is None else str(name)[:254],
-        team_id=team_id if team_id is not None else getattr(actor, "team_id", None),
-        action=action, provider=provider, outcome=outcome,
-        details=json.dumps(details, sort_keys=True, separators=(",", ":"), default=str),
+    values = {
+        "actor_id": getattr(actor, "id", None),
+        "actor_name": None if name is None else str(name)[:254],
+        "team_id": team_id if team_id is not None else getattr(actor, "team_id", None),
+        "action": action, "provider": provider, "outcome": outcome,
+        "details": json.dumps(details, sort_keys=True, separators=(",", ":"), default=str),
         **_target_columns(target, target_type, target_id, target_label),
         **client_context(),
-    )
-    _append(event)
+    }
+    event = _append(values)
     log.info("audit %s outcome=%s actor=%s target=%s:%s request=%s", event.action, event.outcome,
              event.actor_id, event.target_type, event.target_id, event.request_id)
     return event
@@ -187,21 +192,24 @@ def lock_head(session):
     The UPDATE takes the row's write lock before reading, so appenders queue here on PostgreSQL
     (row lock) and SQLite (database write lock), and the value returned is the latest committed.
     """
-    statement = (update(AuditChainHead).where(AuditChainHead.id == 1)
-                 .values(updated_at=utcnow()).returning(AuditChainHead.last_hash))
-    return session.execute(statement).scalar_one()
+    return session.connection().execute(_LOCK_HEAD, {"now": utcnow()}).scalar_one()
 
 
-def _append(event):
+def _append(values):
+    """Chain and insert the event in the session's transaction; returns it (id set, detached).
+
+    Plain SQL on the session's connection rather than an ORM flush: the time between taking the
+    head lock and committing is what every other appender waits for, so it is kept short.
+    """
     session = db.session()
     prev_hash = session.info.get(_HEAD_CACHE) or lock_head(session)
-    event.created_at = utcnow()
-    event.prev_hash = prev_hash
+    event = AuditEvent(**values, created_at=utcnow(), prev_hash=prev_hash)
     event.hash = chain_hash(chain_key(current_app), prev_hash, hashed_fields(event))
-    session.add(event)
-    session.flush()  # the database moves the head to this event (trigger audit_events_move_head)
+    row = {name: getattr(event, name) for name in _EVENT_COLUMNS}
+    event.id = session.connection().execute(_INSERT_EVENT, row).scalar_one()  # the trigger moves the head
     # Until this transaction ends we hold the head lock, so later events need not read it again.
     session.info[_HEAD_CACHE] = event.hash
+    return event
 
 
 @sa_event.listens_for(Session, "after_transaction_end")
