@@ -172,6 +172,15 @@ def check(world, route, role):
     objects = world.fresh()
     before = snapshot()
     response = call(world, route, role, objects)
+    problems = judge(world, route, role, objects, response)
+    if outcome(world.app, response) in (LOGIN, NOT_FOUND, FORBIDDEN) and snapshot() != before:
+        problems.append(f"{route.name} as {role}: refused but the database changed")
+    world.repair()
+    return problems
+
+
+def judge(world, route, role, objects, response):
+    """What is wrong with one answer: outcome, server error, token material, private names."""
     problems = []
     got, wanted = outcome(world.app, response), route.expect[role]
     name = f"{route.name} as {role}"
@@ -185,9 +194,6 @@ def check(world, route, role):
     shown = response_text(response)
     problems += [f"{name}: shows {marker!r}" for marker in objects.hidden_from(role)
                  if marker in shown and marker not in allowed]
-    if got in (LOGIN, NOT_FOUND, FORBIDDEN) and snapshot() != before:
-        problems.append(f"{name}: refused ({got}) but the database changed")
-    world.repair()
     return problems
 
 
@@ -214,6 +220,18 @@ def test_route_access_matches_matrix(world, role):
     problems = []
     for route in ROUTES:
         problems += check(world, route, role)
+    assert not problems, "\n".join(problems)
+
+
+def test_answers_do_not_carry_over_between_roles(world):
+    """Every GET as the owner, then at once as each other role, in one process: nothing the
+    owner was shown (cached pages or fragments included) reaches the others."""
+    objects = world.fresh()
+    problems = []
+    for route in ROUTES:
+        if route.method == "GET":
+            for role in (OWNER, TEAMMATE, OTHER_ADMIN, ANONYMOUS, ADMIN, TEAMMATE):
+                problems += judge(world, route, role, objects, call(world, route, role, objects))
     assert not problems, "\n".join(problems)
 
 
