@@ -64,7 +64,8 @@ def own_connections(user):
 
 def _overview_statement():
     joined = (Connection.server_id == MCPServer.id) & (Connection.user_id == bindparam("user_id"))
-    visible = or_(MCPServer.owner_id == bindparam("user_id"), MCPServer.visibility == "team", Connection.id.is_not(None))
+    visible = or_(MCPServer.owner_id == bindparam("user_id"), MCPServer.visibility == "team",
+                  Connection.id.is_not(None))
     return (select(MCPServer.id.label("sid"), MCPServer.name.label("server_name"), MCPServer.visibility,
                    MCPServer.provider.label("server_provider"), Connection.id, Connection.server_id,
                    Connection.provider, Connection.status, Connection.access_token, Connection.refresh_token,

@@ -220,7 +220,8 @@ def _exchange(user, flow, provider, code):
     except settings.ProviderNotConfigured:
         raise FlowError(EXCHANGE_FAILED, CHECK_CONFIGURATION, "provider_not_configured", provider.name) from None
     except http.ProviderFailure as error:
-        raise FlowError(EXCHANGE_FAILED, CHECK_CONFIGURATION, f"exchange_failed: {error.reason}", provider.name) from None
+        raise FlowError(EXCHANGE_FAILED, CHECK_CONFIGURATION, f"exchange_failed: {error.reason}",
+                        provider.name) from None
     return token, provider.account_label(token, http.userinfo(provider, token["access_token"]))
 
 
@@ -229,7 +230,8 @@ def _save(user, flow, provider, token, label):
     with own_transaction() as session:
         server = session.get(MCPServer, flow.server_id)
         existing = session.scalar(select(Connection.id).where(
-            Connection.user_id == user.id, Connection.server_id == flow.server_id, Connection.provider == provider.name))
+            Connection.user_id == user.id, Connection.server_id == flow.server_id,
+            Connection.provider == provider.name))
         connection = lock_connection(session, existing) if existing else None
         if connection is None:
             connection = Connection(user_id=user.id, server_id=flow.server_id, provider=provider.name, version=0,

@@ -119,7 +119,8 @@ def _finish(connection_id, pending, actor, result, details):
         connection = lock_connection(session, connection_id)
         if connection is None:
             return result
-        action = Action.TOKEN_REVOKED if result.status in ("revoked", "revoked_locally") else Action.TOKEN_REVOCATION_FAILED
+        revoked = result.status in ("revoked", "revoked_locally")
+        action = Action.TOKEN_REVOKED if revoked else Action.TOKEN_REVOCATION_FAILED
         outcome = "success" if result.confirmed else "failure"
         if connection.version != pending.version:  # reconnected meanwhile: the new tokens stay
             vault.record(action, connection, actor=actor, outcome=outcome, details={**details, "reconnected": True})
@@ -183,7 +184,7 @@ def queue_user_revocations(sender, user, **extra):
     connections = db.session.scalars(select(Connection).where(
         Connection.user_id == user.id, Connection.status != "revocation_pending")).all()
     for connection in connections:
-        vault.record(Action.TOKEN_REVOCATION_PENDING, connection, outcome="success", details={"reason": "user disabled"})
+        vault.record(Action.TOKEN_REVOCATION_PENDING, connection, details={"reason": "user disabled"})
     db.session.execute(update(Connection).where(Connection.user_id == user.id).values(
         status="revocation_pending", failure_count=0, next_attempt_at=None, version=Connection.version + 1)
         .execution_options(synchronize_session=False))

@@ -107,7 +107,8 @@ def _clean_redirect(location):
 @json_errors
 def status():
     """The caller's connections: the seed's fields plus status, account label, last refresh."""
-    return jsonify([vault.summary(connection, server.name) for connection, server in access.own_connections(current_user)])
+    connections = access.own_connections(current_user)
+    return jsonify([vault.summary(connection, server.name) for connection, server in connections])
 
 
 @bp.delete("/tokens/<int:server_id>")
