@@ -129,3 +129,16 @@ def peer_user(peer_app_config, app, make_user):
     user = make_user("alice@a.test")
     enable_peer(user.team_id)
     return user
+
+
+@pytest.fixture
+def alice(peer_user, auth):
+    """``peer_user``, signed in on the test client."""
+    auth.login(peer_user.email)
+    return peer_user
+
+
+@pytest.fixture
+def server(alice):
+    """A server of alice's that uses the peer provider."""
+    return add_server(alice)

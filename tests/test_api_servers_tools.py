@@ -11,7 +11,6 @@ from tests.conftest import PASSWORD
 from tests.peer_provider import add_server, connect, events
 from tests.peer_provider import peer_app_config, peer_user  # noqa: F401  (fixtures)
 
-pytest_plugins = ["tests.peers.fixtures"]
 ACCOUNT = "user@example.test"  # the OAuth peer's default account
 
 

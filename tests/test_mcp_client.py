@@ -22,7 +22,6 @@ from portal.mcp import client, discovery
 from portal.mcp.errors import ConnectionRequired, MCPServerError, MCPTimeout
 from tests.peers.runner import ServerThread
 
-pytest_plugins = ["tests.peers.fixtures"]
 
 CLIENT_ID, CLIENT_SECRET = "mcp-client-test", "mcp-client-test-secret"
 REDIRECT_URI = "http://127.0.0.1:9/oauth/callback"  # never contacted: the code is read from Location

@@ -15,21 +15,9 @@ from portal.oauth.errors import EXCHANGE_FAILED, STATE_INVALID
 from portal.oauth.flows import digest
 from tests.conftest import Auth
 from tests.peer_provider import add_server, authorize_at_peer, connection_of, events
-from tests.peer_provider import peer_app_config, peer_user  # noqa: F401  (fixtures)
+from tests.peer_provider import alice, server, peer_app_config, peer_user  # noqa: F401  (fixtures)
 
-pytest_plugins = ["tests.peers.fixtures"]
 pytestmark = pytest.mark.usefixtures("peer_app_config")  # before `app` is built
-
-
-@pytest.fixture
-def alice(peer_user, auth):
-    auth.login(peer_user.email)
-    return peer_user
-
-
-@pytest.fixture
-def server(alice):
-    return add_server(alice)
 
 
 def start(client, server_id, provider="peer"):

@@ -5,21 +5,9 @@ from portal.extensions import db
 from portal.oauth import vault
 from tests.conftest import Auth
 from tests.peer_provider import add_server, connect, connection_of, enable_peer, events
-from tests.peer_provider import peer_app_config, peer_user  # noqa: F401  (fixtures)
+from tests.peer_provider import alice, server, peer_app_config, peer_user  # noqa: F401  (fixtures)
 
-pytest_plugins = ["tests.peers.fixtures"]
 pytestmark = pytest.mark.usefixtures("peer_app_config")
-
-
-@pytest.fixture
-def alice(peer_user, auth):
-    auth.login(peer_user.email)
-    return peer_user
-
-
-@pytest.fixture
-def server(alice):
-    return add_server(alice)
 
 
 def test_authorize_for_htmx_answers_hx_redirect(client, server, oauth_peer):

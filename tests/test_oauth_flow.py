@@ -13,7 +13,6 @@ from portal.oauth import vault
 from tests.live_server import LiveServer
 from tests.peer_provider import CLIENT_ID, CLIENT_SECRET, add_server, connection_of, enable_peer, events, expire, peer_config
 
-pytest_plugins = ["tests.peers.fixtures"]
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 

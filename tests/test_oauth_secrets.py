@@ -11,7 +11,6 @@ from portal.oauth import vault
 from tests.peer_provider import CLIENT_SECRET, add_server, authorize_at_peer, connection_of, expire
 from tests.peer_provider import peer_app_config, peer_user  # noqa: F401  (fixtures)
 
-pytest_plugins = ["tests.peers.fixtures"]
 pytestmark = pytest.mark.usefixtures("peer_app_config")
 # Records of the test's own browser and of the peer (test infrastructure), not the portal's.
 NOT_PORTAL = ("httpx", "httpcore", "mcp", "uvicorn", "starlette", "tests")

@@ -20,7 +20,6 @@ from portal.oauth.errors import RefreshBusy
 from tests.peer_provider import PeerProvider, add_server, connect, connection_of, events, expire
 from tests.peer_provider import peer_app_config, peer_user  # noqa: F401  (fixtures)
 
-pytest_plugins = ["tests.peers.fixtures"]
 pytestmark = pytest.mark.usefixtures("peer_app_config")
 PROCESSES, THREADS = 4, 20
 

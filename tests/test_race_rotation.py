@@ -16,7 +16,6 @@ from portal.oauth.refresh import refresh_connection
 from tests.peer_provider import add_server, connect, connection_of, events
 from tests.peer_provider import peer_app_config, peer_user  # noqa: F401  (fixtures)
 
-pytest_plugins = ["tests.peers.fixtures"]
 pytestmark = pytest.mark.usefixtures("peer_app_config")
 CONNECTIONS, REFRESHED, ROUNDS = 8, 5, 4
 

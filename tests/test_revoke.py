@@ -12,7 +12,6 @@ from portal.oauth.errors import TokensExpired
 from tests.peer_provider import add_server, connect, connection_of, events
 from tests.peer_provider import peer_app_config, peer_user  # noqa: F401  (fixtures)
 
-pytest_plugins = ["tests.peers.fixtures"]
 pytestmark = pytest.mark.usefixtures("peer_app_config")  # before `app` is built
 
 

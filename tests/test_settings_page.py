@@ -11,17 +11,10 @@ from portal.oauth import vault
 from portal.web.settings import expires_text
 from tests.conftest import Auth
 from tests.peer_provider import add_server, connect, connection_of, expire
-from tests.peer_provider import peer_app_config, peer_user  # noqa: F401  (fixtures)
+from tests.peer_provider import alice, peer_app_config, peer_user  # noqa: F401  (fixtures)
 
-pytest_plugins = ["tests.peers.fixtures"]
 pytestmark = pytest.mark.usefixtures("peer_app_config")
 HX = {"HX-Request": "true"}
-
-
-@pytest.fixture
-def alice(peer_user, auth):
-    auth.login(peer_user.email)
-    return peer_user
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from mcp.server.auth.routes import create_protected_resource_routes
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from tests.peers.oauth_server import OAuthPeer
-from tests.peers.runner import ServerThread
+from tests.peers.runner import Lifecycle, ServerThread
 
 MESSAGES: list[dict[str, str]] = [
     {"id": "m1", "from": "bob@example.test", "subject": "Lunch?", "snippet": "Tacos at noon"},
@@ -78,7 +78,7 @@ class _HeaderRecorder:
         await self.app(scope, receive, send)
 
 
-class _PeerBase:
+class _PeerBase(Lifecycle):
     """Start/stop plumbing and thread-safe request records shared by the peers."""
 
     name = "peer"
@@ -100,16 +100,6 @@ class _PeerBase:
         self._server = ServerThread(factory, port=port, name=self.name)
         self._server.start()
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def requests(self) -> list[dict[str, Any]]:

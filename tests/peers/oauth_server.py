@@ -53,7 +53,7 @@ from mcp.server.auth.routes import build_metadata, create_auth_routes
 from mcp.server.auth.settings import ClientRegistrationOptions, RevocationOptions
 from mcp.shared.auth import OAuthClientInformationFull
 from tests.peers.oauth_store import Provider, Store, request_auth_method
-from tests.peers.runner import ServerThread
+from tests.peers.runner import Lifecycle, ServerThread
 
 DEFAULT_ACCOUNT = "user@example.test"
 INJECTION_ENDPOINTS = frozenset({"token", "refresh", "revoke"})
@@ -70,7 +70,7 @@ _CONSENT_HTML = """<!doctype html>
 </form></body></html>"""
 
 
-class OAuthPeer:
+class OAuthPeer(Lifecycle):
     """In-process authorization server. `start()` before use; `stop()` after.
 
     Attributes after `start()`: ``base_url`` and ``issuer`` (identical strings,
@@ -123,16 +123,6 @@ class OAuthPeer:
         self._server = ServerThread(self._build_app, port=port, name="oauth-peer")
         self._server.start()
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def reset(self) -> None:
         """Forget clients, codes, tokens, call records and injections; restore toggles."""

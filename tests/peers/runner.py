@@ -142,3 +142,19 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+class Lifecycle:
+    """``stop()`` and ``with`` support for a peer whose ``start()`` sets ``self._server``."""
+
+    _server: "ServerThread | None" = None
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
