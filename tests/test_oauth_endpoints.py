@@ -1,4 +1,7 @@
 """The seed's endpoints: shapes for JSON, HTMX and plain forms; status; revocation; CSRF; bad input."""
+import html
+import re
+
 import pytest
 
 from portal.extensions import db
@@ -18,10 +21,13 @@ def test_authorize_for_htmx_answers_hx_redirect(client, server, oauth_peer):
     assert response.headers["HX-Redirect"].startswith(oauth_peer.authorization_endpoint + "?")
 
 
-def test_authorize_from_a_plain_form_redirects_303(client, server, oauth_peer):
+def test_authorize_from_a_plain_form_links_to_the_provider(client, server, oauth_peer):
     response = client.submit("/auth/oauth/authorize", {"server_id": str(server.id)}, token_from="/settings")
-    assert response.status_code == 303
-    assert response.headers["Location"].startswith(oauth_peer.authorization_endpoint + "?")
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    link = re.search(r'href="([^"]+)"[^>]*>Continue to the provider', response.get_data(as_text=True))
+    assert html.unescape(link.group(1)).startswith(oauth_peer.authorization_endpoint + "?")
 
 
 def test_authorize_detects_the_provider_from_the_server_url(client, alice, oauth_peer):

@@ -1,7 +1,7 @@
 """The seed's OAuth endpoints under /auth/oauth: thin views over ``portal.oauth``.
 
 - ``POST /auth/oauth/authorize`` ``{"server_id", "provider"?}`` (JSON, form or HTMX) starts a
-  flow: JSON ``{oauth_url, state, provider, server_name}``, ``HX-Redirect`` for HTMX, 303 for a form.
+  flow: JSON ``{oauth_url, state, provider, server_name}``, ``HX-Redirect`` for HTMX, a page linking to the provider for a plain form.
 - ``GET /auth/oauth/callback`` finishes it: always a 303 to a clean URL with a message,
   ``Cache-Control: no-store`` and ``Referrer-Policy: no-referrer``.
 - ``GET /auth/oauth/status``: the caller's connections, metadata only.
@@ -10,7 +10,7 @@
 import functools
 import secrets
 
-from flask import Blueprint, flash, g, jsonify, redirect, request, session, url_for
+from flask import Blueprint, flash, g, jsonify, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
 
 from portal import ratelimit
@@ -75,7 +75,16 @@ def authorize():
         return "", 200, {"HX-Redirect": result["oauth_url"]}
     if wants_json():
         return jsonify(result)
-    return redirect(result["oauth_url"], code=303)
+    return continue_page(result)
+
+
+def continue_page(result):
+    """Without JavaScript, a link to the provider: the CSP's ``form-action 'self'`` stops a form
+    post from being redirected to another origin, but following a link is always allowed."""
+    g.no_store = True
+    html = render_template("settings/continue.html", oauth_url=result["oauth_url"],
+                           provider=result["provider"], server_name=result["server_name"])
+    return html, 200, {"Referrer-Policy": "no-referrer"}
 
 
 @bp.get("/callback")

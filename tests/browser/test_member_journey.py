@@ -108,3 +108,24 @@ def test_member_tests_a_connected_server_against_the_mcp_peer(page, journey, oau
     assert "whoami" in page.locator("#tools").inner_text()
     assert any("Bearer" in value for value in mcp_peer.seen_authorization)
     shoot(page, "journey-tools")
+
+
+def test_member_connects_without_javascript(browser, live_server, journey, oauth_peer, mcp_peer):
+    context = browser.new_context(base_url=live_server.url, java_script_enabled=False)
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    try:
+        sign_in(page, journey.email)
+        page.goto("/servers")
+        page.get_by_label("Name").fill("Plain inbox")
+        page.get_by_label("URL").fill(mcp_peer.url)
+        page.get_by_role("button", name="Add server").click()
+        page.goto("/settings")
+        page.get_by_role("button", name="Connect").click()
+        page.get_by_role("link", name="Continue to the provider").click()
+        page.wait_for_url(f"{oauth_peer.base_url}/consent*")
+        page.get_by_role("button", name="Allow").click()
+        page.wait_for_url("**/settings")
+        assert status_row(page).get_attribute("data-status") == "connected"
+    finally:
+        context.close()
