@@ -4,6 +4,7 @@ portal (served on loopback) and the real OAuth peer, consent page included.
 authorize → consent → callback → status valid → expire → refresh (rotated) → revoke → status
 disconnected, with the expected audit events and no token ever in what the browser received.
 """
+import html
 import re
 
 import httpx
@@ -48,8 +49,11 @@ def test_full_lifecycle_over_http(browser, oauth_peer):
     server = add_server(user)
     settings = browser.get("/settings")
     assert settings.url.path == "/settings" and "Connect" in settings.text
-    consent = browser.post("/auth/oauth/authorize", data={"server_id": server.id, "provider": "peer",
-                                                         "csrf_token": form_token(settings)})
+    start = browser.post("/auth/oauth/authorize", data={"server_id": server.id, "provider": "peer",
+                                                       "csrf_token": form_token(settings)})
+    received.append(start.text)
+    link = re.search(r'href="([^"]+)"[^>]*>Continue to the provider', start.text).group(1)
+    consent = browser.get(html.unescape(link))
     assert consent.url.path == "/consent" and "wants access to" in consent.text
     request_id = consent.url.params["request"]
     landed = browser.post(oauth_peer.url("/consent"), data={"request": request_id, "decision": "allow"})
