@@ -13,6 +13,7 @@ class OAuthState(Sealed, db.Model):
 
     __tablename__ = "oauth_states"
     __sealed__ = ("code_verifier",)
+    __sealed_identity__ = (("state", "state_hash"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     state_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex; the state itself is never stored
@@ -29,9 +30,6 @@ class OAuthState(Sealed, db.Model):
     expires_at = mapped_column(UTCDateTime, nullable=False)
     consumed_at = mapped_column(UTCDateTime, nullable=True)
 
-    def sealing_context(self, column):
-        return f"oauth_states.{column}:state={self.state_hash}"
-
 
 class Connection(Sealed, db.Model):
     """A user's tokens for one server and provider. Tokens are sealed; ``version`` guards CAS."""
@@ -39,6 +37,7 @@ class Connection(Sealed, db.Model):
     __tablename__ = "connections"
     __table_args__ = (UniqueConstraint("user_id", "server_id", "provider", name="uq_connections_user_server_provider"),)
     __sealed__ = ("access_token", "refresh_token")
+    __sealed_identity__ = (("user", "user_id"), ("server", "server_id"), ("provider", "provider"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -62,6 +61,3 @@ class Connection(Sealed, db.Model):
 
     user = relationship("User")
     server = relationship("MCPServer")
-
-    def sealing_context(self, column):
-        return f"connections.{column}:user={self.user_id}:server={self.server_id}:provider={self.provider}"

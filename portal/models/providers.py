@@ -10,6 +10,7 @@ class ProviderSetting(Sealed, db.Model):
     __tablename__ = "provider_settings"
     __table_args__ = (UniqueConstraint("team_id", "provider", name="uq_provider_settings_team_provider"),)
     __sealed__ = ("client_secret",)
+    __sealed_identity__ = (("team", "team_id"), ("provider", "provider"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"), index=True)
@@ -19,6 +20,3 @@ class ProviderSetting(Sealed, db.Model):
     client_secret: Mapped[str | None] = mapped_column(Text, nullable=True)  # sealed
     version: Mapped[int] = mapped_column(Integer, default=1)  # compare-and-swap for rotation
     updated_at = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow, nullable=False)
-
-    def sealing_context(self, column):
-        return f"provider_settings.{column}:team={self.team_id}:provider={self.provider}"

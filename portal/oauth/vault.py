@@ -76,7 +76,7 @@ def _iso(moment):
 def open_token(row, column="access_token"):
     """The plaintext of a sealed token column of ``row`` (a Connection, or a row with its identity)."""
     try:
-        return keyring().open(getattr(row, column), Connection.sealing_context(row, column))
+        return keyring().open(getattr(row, column), Connection.context_for(row, column))
     except SealError:
         log.warning("connection %s: the sealed %s does not open for its row; nothing is sent", row.id, column)
         raise TokensExpired("The stored tokens for this connection cannot be read",

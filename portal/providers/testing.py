@@ -35,7 +35,8 @@ class ProviderContract:
 
     @pytest.fixture
     def provider(self):
-        raise NotImplementedError("the plugin's test class supplies a `provider` fixture")
+        """Override in the plugin's test class: ``return MyProvider()``."""
+        pytest.fail(f"{type(self).__name__} must define a `provider` fixture returning the plugin's provider")
 
     def test_provider_is_an_oauth_provider(self, provider):
         assert isinstance(provider, OAuthProvider)
